@@ -1,0 +1,520 @@
+//! Kernel probes of the process lineage tracer.
+//!
+//! Five BTF tracepoints turn process lifecycle changes into records on one ring buffer:
+//! `sched_process_fork` (new processes, never threads), `sched_process_exec`,
+//! `sched_process_exit` (the last thread of a process only), `task_rename` (of group leaders,
+//! outside exec) and `signal_generate` (terminating signals only).
+//!
+//! Rust eBPF gets no CO-RE relocations, so no kernel layout is compiled in: every struct member
+//! is read through `LAYOUT`, a table the loader fills from the running kernel's BTF. Kernel
+//! memory is only ever read with `bpf_probe_read_kernel`, which returns zeroes for a bad
+//! address instead of faulting.
+#![no_std]
+#![no_main]
+// The BPF target has no compare-and-swap, so `AtomicU64::fetch_add` does not exist there; the
+// intrinsic lowers to the BPF atomic add instruction.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
+
+use core::{
+    ffi::c_void,
+    intrinsics::{AtomicOrdering, atomic_xadd},
+    mem::size_of,
+};
+
+use aya_ebpf::{
+    helpers::generated::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_boot_ns,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
+    },
+    macros::{btf_tracepoint, map},
+    maps::{PerCpuArray, RingBuf},
+    programs::BtfTracePointContext,
+};
+use tracer_common::{
+    ARGV_CAP, DEFAULT_RING_BYTES, DEFAULT_SIGNAL_MASK, EXEC_TAIL_CAP, ExecRecord, ExitRecord,
+    FILENAME_CAP, Header, LAYOUT_LEN, Layout, LayoutTable, MAX_REAPER_WALK, ProcessStartRecord,
+    RECORD_KINDS, RecordKind, RenameRecord, SIGNAL_GROUP_EXIT, SignalRecord, TASK_COMM_LEN,
+};
+
+/// Kernel layout, filled in by the loader from BTF before the programs load.
+#[unsafe(no_mangle)]
+static LAYOUT: LayoutTable = [0; LAYOUT_LEN];
+
+/// Signals reported by `signal_generate` (bit N = signal N), set by the loader.
+#[unsafe(no_mangle)]
+static SIGNAL_MASK: u64 = DEFAULT_SIGNAL_MASK;
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+
+/// Records that did not fit in the ring buffer, per CPU, indexed by `RecordKind`.
+#[map]
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(RECORD_KINDS, 0);
+
+/// Exec and rename records are built here and copied out at their real length, so that a short
+/// command line does not take the ring space of the longest one.
+#[repr(C)]
+struct ExecScratch {
+    record: ExecRecord,
+    tail: [u8; EXEC_TAIL_CAP],
+}
+
+#[repr(C)]
+struct RenameScratch {
+    record: RenameRecord,
+    tail: [u8; ARGV_CAP],
+}
+
+#[map]
+static EXEC_SCRATCH: PerCpuArray<ExecScratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+static RENAME_SCRATCH: PerCpuArray<RenameScratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "license")]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+/// A kernel address, kept as an integer: it is only ever dereferenced by the probe-read helpers.
+type KernelPtr = u64;
+
+#[inline(always)]
+fn layout(entry: Layout) -> usize {
+    // SAFETY: LAYOUT is a plain array written by the loader before load; the volatile read keeps
+    // the compiler from folding in the zero initializer.
+    unsafe { core::ptr::read_volatile(&raw const LAYOUT[entry as usize]) as usize }
+}
+
+/// Reads a `T` at `base + offset` in kernel memory; zero when the address is not readable.
+#[inline(always)]
+fn read<T: Copy + Default>(base: KernelPtr, offset: usize) -> T {
+    let mut value = T::default();
+    // SAFETY: the helper writes at most size_of::<T>() bytes into `value` and zero-fills it if
+    // the source is unreadable.
+    unsafe {
+        bpf_probe_read_kernel(
+            (&raw mut value).cast::<c_void>(),
+            size_of::<T>() as u32,
+            base.wrapping_add(offset as u64) as *const c_void,
+        );
+    }
+    value
+}
+
+#[inline(always)]
+fn field<T: Copy + Default>(base: KernelPtr, entry: Layout) -> T {
+    read(base, layout(entry))
+}
+
+#[inline(always)]
+fn tgid(task: KernelPtr) -> u32 {
+    field(task, Layout::TaskTgid)
+}
+
+#[inline(always)]
+fn is_thread_group_leader(task: KernelPtr) -> bool {
+    field::<u32>(task, Layout::TaskPid) == tgid(task)
+}
+
+#[inline(always)]
+fn group_leader(task: KernelPtr) -> KernelPtr {
+    field(task, Layout::TaskGroupLeader)
+}
+
+/// The process start time as `/proc/PID/stat` reports it: the group leader's, which `execve`
+/// from a non-leader thread keeps.
+#[inline(always)]
+fn process_start_time(task: KernelPtr) -> u64 {
+    field(group_leader(task), Layout::TaskStartBoottime)
+}
+
+#[inline(always)]
+fn real_parent(task: KernelPtr) -> KernelPtr {
+    field(task, Layout::TaskRealParent)
+}
+
+/// The init-namespace number of a `struct pid` (`numbers[0].nr`).
+#[inline(always)]
+fn pid_number(pid: KernelPtr) -> u32 {
+    read(pid, layout(Layout::PidNumbers) + layout(Layout::UpidNr))
+}
+
+/// Process group or session id (`pid_type` given by a `PidType*` layout entry).
+#[inline(always)]
+fn group_id(task: KernelPtr, pid_type: Layout) -> u32 {
+    let signal: KernelPtr = field(task, Layout::TaskSignal);
+    let pid: KernelPtr = read(
+        signal,
+        layout(Layout::SignalPids) + size_of::<KernelPtr>() * layout(pid_type),
+    );
+    pid_number(pid)
+}
+
+/// A one-bit bitfield located by a byte entry and a mask entry; false if the kernel lacks it.
+#[inline(always)]
+fn flag(base: KernelPtr, byte: Layout, mask: Layout) -> bool {
+    let mask = layout(mask) as u8;
+    mask != 0 && field::<u8>(base, byte) & mask != 0
+}
+
+#[inline(always)]
+fn real_uid(task: KernelPtr) -> u32 {
+    field(
+        field::<KernelPtr>(task, Layout::TaskRealCred),
+        Layout::CredUid,
+    )
+}
+
+#[inline(always)]
+fn cgroup_id(task: KernelPtr) -> u64 {
+    let css_set: KernelPtr = field(task, Layout::TaskCgroups);
+    let cgroup: KernelPtr = field(css_set, Layout::CssSetDflCgrp);
+    field(
+        field::<KernelPtr>(cgroup, Layout::CgroupKn),
+        Layout::KernfsNodeId,
+    )
+}
+
+/// Copies a task's comm into `dst` (TASK_COMM_LEN bytes).
+#[inline(always)]
+fn copy_comm(dst: *mut [u8; TASK_COMM_LEN], task: KernelPtr) {
+    // SAFETY: `dst` points at TASK_COMM_LEN writable bytes of a reserved record or scratch map.
+    unsafe {
+        bpf_probe_read_kernel(
+            dst.cast::<c_void>(),
+            TASK_COMM_LEN as u32,
+            task.wrapping_add(layout(Layout::TaskComm) as u64) as *const c_void,
+        );
+    }
+}
+
+/// Copies up to ARGV_CAP bytes of a process's argument area into `dst`; returns the bytes
+/// copied and the size of the whole area. `mm` must be the current task's address space.
+#[inline(always)]
+fn copy_args(dst: *mut u8, mm: KernelPtr) -> (u32, u32) {
+    let start: u64 = field(mm, Layout::MmArgStart);
+    let end: u64 = field(mm, Layout::MmArgEnd);
+    if start == 0 || end <= start {
+        return (0, 0);
+    }
+    let total = end - start;
+    let len = if total > ARGV_CAP as u64 {
+        ARGV_CAP as u32
+    } else {
+        total as u32
+    };
+    // SAFETY: `dst` has ARGV_CAP writable bytes after it (see the scratch layouts) and `len`
+    // is at most ARGV_CAP; the helper zero-fills on failure.
+    let ret = unsafe { bpf_probe_read_user(dst.cast::<c_void>(), len, start as *const c_void) };
+    let copied = if ret == 0 { len } else { 0 };
+    (copied, total.min(u32::MAX as u64) as u32)
+}
+
+#[inline(always)]
+fn count_lost(kind: RecordKind) {
+    if let Some(counter) = LOST.get_ptr_mut(kind as u32) {
+        // SAFETY: `counter` is this CPU's u64 slot of LOST, valid while the program runs; the
+        // atomic add keeps a nested probe on the same CPU from losing an increment.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, 1) };
+    }
+}
+
+#[inline(always)]
+fn fill_header(header: *mut Header, kind: RecordKind, task: KernelPtr) {
+    // SAFETY: `header` points at a record reserved in the ring buffer or in a scratch map.
+    unsafe {
+        (*header).kind = kind as u32;
+        (*header).tid = bpf_get_current_pid_tgid() as u32;
+        (*header).ts = bpf_ktime_get_boot_ns();
+        (*header).pid = tgid(task);
+        (*header).ppid = tgid(real_parent(task));
+        (*header).start_time = process_start_time(task);
+    }
+}
+
+/// Copies the first `len` bytes of a scratch record to the ring buffer.
+#[inline(always)]
+fn output(record: *const u8, len: usize, kind: RecordKind) {
+    // SAFETY: callers pass a scratch map value and a length within it.
+    let bytes = unsafe { core::slice::from_raw_parts(record, len) };
+    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+        count_lost(kind);
+    }
+}
+
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
+    on_fork(ctx.arg::<KernelPtr>(1));
+    0
+}
+
+fn on_fork(child: KernelPtr) {
+    if !is_thread_group_leader(child) {
+        return; // a new thread joining its process
+    }
+    let Some(mut entry) = EVENTS.reserve::<ProcessStartRecord>(0) else {
+        count_lost(RecordKind::ProcessStart);
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    fill_header(
+        // SAFETY: `record` is the reserved, suitably aligned ring-buffer slot.
+        unsafe { &raw mut (*record).header },
+        RecordKind::ProcessStart,
+        child,
+    );
+    // SAFETY: as above; every field is written before submit.
+    unsafe {
+        (*record).parent_start_time = process_start_time(real_parent(child));
+        (*record).cgroup_id = cgroup_id(child);
+        (*record).uid = real_uid(child);
+        (*record).pgid = group_id(child, Layout::PidTypePgid);
+        (*record).sid = group_id(child, Layout::PidTypeSid);
+        (*record)._pad = 0;
+        copy_comm(&raw mut (*record).comm, child);
+    }
+    entry.submit(0);
+}
+
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
+    on_exec(
+        ctx.arg::<KernelPtr>(0),
+        ctx.arg::<u32>(1),
+        ctx.arg::<KernelPtr>(2),
+    );
+    0
+}
+
+fn on_exec(task: KernelPtr, old_tid: u32, binprm: KernelPtr) {
+    let Some(scratch) = EXEC_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: `scratch` is this CPU's scratch value, valid and exclusively ours for this run
+    // (the kernel does not nest a program within itself on one CPU).
+    unsafe {
+        let record = &raw mut (*scratch).record;
+        fill_header(&raw mut (*record).header, RecordKind::Exec, task);
+        (*record).old_tid = old_tid;
+        (*record).uid = real_uid(task);
+        (*record).pgid = group_id(task, Layout::PidTypePgid);
+        (*record).sid = group_id(task, Layout::PidTypeSid);
+        (*record)._pad = 0;
+        copy_comm(&raw mut (*record).comm, task);
+
+        let tail = (&raw mut (*scratch).tail).cast::<u8>();
+        let filename: KernelPtr = field(binprm, Layout::BinprmFilename);
+        let ret = bpf_probe_read_kernel_str(
+            tail.cast::<c_void>(),
+            FILENAME_CAP as u32,
+            filename as *const c_void,
+        );
+        // The helper counts the NUL; the mask tells the verifier the bound it already has.
+        let filename_len = if ret > 0 {
+            (ret as u32 - 1) & (FILENAME_CAP as u32 - 1)
+        } else {
+            0
+        };
+        // In the exec tracepoint the task is current, with its new address space.
+        let mm: KernelPtr = field(task, Layout::TaskMm);
+        let (argv_len, argv_total) = copy_args(tail.add(filename_len as usize), mm);
+        (*record).filename_len = filename_len;
+        (*record).argv_len = argv_len;
+        (*record).argv_total = argv_total;
+        let len = size_of::<ExecRecord>() + filename_len as usize + argv_len as usize;
+        output(scratch.cast::<u8>(), len, RecordKind::Exec);
+    }
+}
+
+/// Kernels since 6.16 pass `group_dead`, computed as the thread leaves its group: exact even
+/// when several threads exit at once.
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
+    if ctx.arg::<u8>(1) != 0 {
+        on_process_exit(ctx.arg::<KernelPtr>(0));
+    }
+    0
+}
+
+/// Older kernels: the group is dead once its live-thread count is zero.
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit_legacy(ctx: BtfTracePointContext) -> i32 {
+    let task = ctx.arg::<KernelPtr>(0);
+    let signal: KernelPtr = field(task, Layout::TaskSignal);
+    if field::<i32>(signal, Layout::SignalLive) == 0 {
+        on_process_exit(task);
+    }
+    0
+}
+
+fn on_process_exit(task: KernelPtr) {
+    let Some(mut entry) = EVENTS.reserve::<ExitRecord>(0) else {
+        count_lost(RecordKind::Exit);
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    fill_header(
+        // SAFETY: `record` is the reserved, suitably aligned ring-buffer slot.
+        unsafe { &raw mut (*record).header },
+        RecordKind::Exit,
+        task,
+    );
+    let leader = group_leader(task);
+    let signal: KernelPtr = field(task, Layout::TaskSignal);
+    // What wait(2) reports: the group exit code once the group exits as a whole, else the
+    // leader's own code.
+    let status: u32 = if field::<u32>(signal, Layout::SignalFlags) & SIGNAL_GROUP_EXIT != 0 {
+        field(signal, Layout::SignalGroupExitCode)
+    } else {
+        field(leader, Layout::TaskExitCode)
+    };
+    // SAFETY: as above; every field is written before submit.
+    unsafe {
+        (*record).exit_status = status;
+        (*record).reaper_pid = reaper(task, signal);
+        copy_comm(&raw mut (*record).comm, leader);
+    }
+    entry.submit(0);
+}
+
+/// Who adopts the children of an exiting process, as the kernel's `find_new_reaper` decides:
+/// the nearest live `PR_SET_CHILD_SUBREAPER` ancestor in the same pid namespace, else the
+/// namespace's init.
+fn reaper(task: KernelPtr, signal: KernelPtr) -> u32 {
+    let pid: KernelPtr = field(task, Layout::TaskThreadPid);
+    let level: u32 = field(pid, Layout::PidLevel);
+    let upid = layout(Layout::PidNumbers) + level as usize * layout(Layout::UpidSize);
+    let namespace: KernelPtr = read(pid, upid + layout(Layout::UpidNs));
+    let namespace_init: KernelPtr = field(namespace, Layout::PidNsChildReaper);
+    if flag(
+        signal,
+        Layout::SignalHasSubreaperByte,
+        Layout::SignalHasSubreaperMask,
+    ) {
+        let mut ancestor = real_parent(task);
+        for _ in 0..MAX_REAPER_WALK {
+            if ancestor == 0 || field::<u32>(ancestor, Layout::TaskPid) == 0 {
+                break; // reached the idle task
+            }
+            let ancestor_pid: KernelPtr = field(ancestor, Layout::TaskThreadPid);
+            if field::<u32>(ancestor_pid, Layout::PidLevel) != level {
+                break; // left the namespace
+            }
+            let ancestor_signal: KernelPtr = field(ancestor, Layout::TaskSignal);
+            if flag(
+                ancestor_signal,
+                Layout::SignalIsSubreaperByte,
+                Layout::SignalIsSubreaperMask,
+            ) && field::<i32>(ancestor_signal, Layout::SignalLive) > 0
+            {
+                return tgid(ancestor);
+            }
+            ancestor = real_parent(ancestor);
+        }
+    }
+    tgid(namespace_init)
+}
+
+#[btf_tracepoint(function = "task_rename")]
+pub fn task_rename(ctx: BtfTracePointContext) -> i32 {
+    on_rename(ctx.arg::<KernelPtr>(0), ctx.arg::<KernelPtr>(1));
+    0
+}
+
+fn on_rename(task: KernelPtr, new_comm: KernelPtr) {
+    // A thread's name is not its process's name, and exec reports the comm it sets itself.
+    if !is_thread_group_leader(task)
+        || flag(task, Layout::TaskInExecveByte, Layout::TaskInExecveMask)
+    {
+        return;
+    }
+    let Some(scratch) = RENAME_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: `scratch` is this CPU's scratch value, valid and exclusively ours for this run.
+    unsafe {
+        let record = &raw mut (*scratch).record;
+        fill_header(&raw mut (*record).header, RecordKind::Rename, task);
+        let comm = &raw mut (*record).comm;
+        (*comm) = [0; TASK_COMM_LEN];
+        bpf_probe_read_kernel_str(
+            comm.cast::<c_void>(),
+            TASK_COMM_LEN as u32,
+            new_comm as *const c_void,
+        );
+        // setproctitle writes the full title into the argument area before it renames; that
+        // memory is only readable from inside the process.
+        let current_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let (argv_len, argv_total) = if current_tgid == tgid(task) {
+            let mm: KernelPtr = field(task, Layout::TaskMm);
+            copy_args((&raw mut (*scratch).tail).cast::<u8>(), mm)
+        } else {
+            (0, 0)
+        };
+        (*record).argv_len = argv_len;
+        (*record).argv_total = argv_total;
+        let len = size_of::<RenameRecord>() + argv_len as usize;
+        output(scratch.cast::<u8>(), len, RecordKind::Rename);
+    }
+}
+
+#[btf_tracepoint(function = "signal_generate")]
+pub fn signal_generate(ctx: BtfTracePointContext) -> i32 {
+    on_signal(
+        ctx.arg::<i32>(0),
+        ctx.arg::<KernelPtr>(1),
+        ctx.arg::<KernelPtr>(2),
+        ctx.arg::<i32>(4),
+    );
+    0
+}
+
+/// `SEND_SIG_NOINFO` and `SEND_SIG_PRIV`: siginfo "pointers" that stand for kill(2) from
+/// userspace and a signal from the kernel.
+const SEND_SIG_NOINFO: KernelPtr = 0;
+const SEND_SIG_PRIV: KernelPtr = 1;
+const SI_USER: i32 = 0;
+const SI_KERNEL: i32 = 0x80;
+
+fn on_signal(sig: i32, info: KernelPtr, target: KernelPtr, result: i32) {
+    // SAFETY: SIGNAL_MASK is a plain u64 in .rodata written by the loader before load.
+    let mask = unsafe { core::ptr::read_volatile(&raw const SIGNAL_MASK) };
+    if !(1..64).contains(&sig) || (mask >> sig) & 1 == 0 {
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<SignalRecord>(0) else {
+        count_lost(RecordKind::Signal);
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    fill_header(
+        // SAFETY: `record` is the reserved, suitably aligned ring-buffer slot.
+        unsafe { &raw mut (*record).header },
+        RecordKind::Signal,
+        target,
+    );
+    // SAFETY: bpf_get_current_task has no preconditions; the result is only probe-read.
+    let sender = unsafe { bpf_get_current_task() };
+    let code = match info {
+        SEND_SIG_NOINFO => SI_USER,
+        SEND_SIG_PRIV => SI_KERNEL,
+        _ => field(info, Layout::SiginfoCode),
+    };
+    // SAFETY: as above; every field is written before submit.
+    unsafe {
+        (*record).sender_pid = tgid(sender);
+        (*record).sig = sig as u32;
+        (*record).code = code;
+        (*record).result = result;
+        (*record).sender_start_time = process_start_time(sender);
+        copy_comm(&raw mut (*record).sender_comm, group_leader(sender));
+    }
+    entry.submit(0);
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
