@@ -1,0 +1,10 @@
+//! The kernel boundary: the eBPF probes, their loader, and the decoding of what they report.
+//! The only part of the tracer that needs a kernel (and root).
+
+pub mod btf;
+pub mod decode;
+pub mod layout;
+pub mod preflight;
+mod probes;
+
+pub use probes::{ProbeOptions, Probes};

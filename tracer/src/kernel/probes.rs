@@ -1,0 +1,190 @@
+//! Loads and attaches the probes, and reads what they report: ring-buffer records and the
+//! per-CPU counts of records that did not fit.
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aya::{
+    Btf as AyaBtf, Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, ProgramError},
+};
+use tokio::io::{Interest, unix::AsyncFd};
+use tracer_common::{DEFAULT_RING_BYTES, DEFAULT_SIGNAL_MASK, RECORD_KINDS, RecordKind};
+
+use super::{
+    decode::decode,
+    layout::{self, ExitProbe},
+    preflight,
+};
+use crate::event::{Event, LostCounts};
+
+/// The compiled probes (`tracer-ebpf`), built for the BPF target by the build script.
+static PROBES_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
+
+#[derive(Clone, Debug)]
+pub struct ProbeOptions {
+    /// Ring buffer size in bytes: a power of two, at least one page.
+    pub ring_bytes: u32,
+    /// Signals reported by the signal probe (bit N = signal N).
+    pub signal_mask: u64,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        ProbeOptions {
+            ring_bytes: DEFAULT_RING_BYTES,
+            signal_mask: DEFAULT_SIGNAL_MASK,
+        }
+    }
+}
+
+/// Attached probes. Dropping this detaches them.
+pub struct Probes {
+    ring: AsyncFd<RingBuf<MapData>>,
+    lost: PerCpuArray<MapData, u64>,
+    /// Records the decoder rejected (a layout mismatch between probes and daemon).
+    pub malformed: u64,
+    pub exit_probe: ExitProbe,
+    // Owns the programs and their links: they stay attached while this lives.
+    _ebpf: Ebpf,
+}
+
+fn verifier_summary(program: &str, error: ProgramError) -> anyhow::Error {
+    match error {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let reason = log
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|line| !line.is_empty() && !line.starts_with("processed "))
+                .unwrap_or("no verifier log");
+            anyhow!("the kernel rejected probe {program} ({io_error}): {reason}")
+        }
+        other => anyhow!("cannot load probe {program}: {other}"),
+    }
+}
+
+impl Probes {
+    /// Checks the kernel, resolves its layout, loads and attaches every probe.
+    pub fn load(options: &ProbeOptions) -> Result<Probes> {
+        preflight::require_privileges()?;
+        let ring_bytes = options.ring_bytes;
+        if !ring_bytes.is_power_of_two() || ring_bytes < 4096 {
+            bail!("ring buffer size {ring_bytes} must be a power of two of at least 4096 bytes");
+        }
+        let btf = preflight::kernel_btf()?;
+        let table = layout::resolve(&btf).map_err(|e| anyhow!(e))?;
+        let exit_probe = layout::check_tracepoints(&btf).map_err(|e| anyhow!(e))?;
+        drop(btf);
+        let aya_btf = AyaBtf::from_sys_fs().context("cannot read the kernel's BTF")?;
+
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&aya_btf))
+            .override_global("LAYOUT", &table, true)
+            .override_global("SIGNAL_MASK", &options.signal_mask, true)
+            .map_max_entries("EVENTS", ring_bytes)
+            .load(PROBES_OBJECT)
+            .map_err(|e| anyhow!("cannot load the probes into the kernel: {e}"))?;
+
+        let exit_program = match exit_probe {
+            ExitProbe::GroupDeadArgument => "sched_process_exit",
+            ExitProbe::LiveThreadCount => "sched_process_exit_legacy",
+        };
+        let programs = [
+            ("sched_process_fork", "sched_process_fork"),
+            ("sched_process_exec", "sched_process_exec"),
+            (exit_program, "sched_process_exit"),
+            ("task_rename", "task_rename"),
+            ("signal_generate", "signal_generate"),
+        ];
+        for (name, tracepoint) in programs {
+            let program: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("the probe object lacks program {name}"))?
+                .try_into()
+                .with_context(|| format!("program {name} is not a BTF tracepoint"))?;
+            program
+                .load(tracepoint, &aya_btf)
+                .map_err(|e| verifier_summary(name, e))?;
+            program
+                .attach()
+                .with_context(|| format!("cannot attach probe {name} to {tracepoint}"))?;
+        }
+
+        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)
+            .context("EVENTS is not a ring buffer")?;
+        let lost = PerCpuArray::try_from(ebpf.take_map("LOST").context("no LOST map")?)
+            .context("LOST is not a per-CPU array")?;
+        // SAFETY: the ring buffer owns its map fd (an OwnedFd inside MapData) for as long as it
+        // lives, and always reports that same fd; the AsyncFd owns the ring buffer.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|e| anyhow!("cannot watch the ring buffer: {e}"))?;
+        Ok(Probes {
+            ring,
+            lost,
+            malformed: 0,
+            exit_probe,
+            _ebpf: ebpf,
+        })
+    }
+
+    /// Waits until records are available, then decodes up to `max` of them into `out`.
+    /// Returns how many were read.
+    pub async fn read_batch(&mut self, out: &mut Vec<Event>, max: usize) -> Result<usize> {
+        let mut guard = self
+            .ring
+            .readable_mut()
+            .await
+            .context("ring buffer wait failed")?;
+        let ring = guard.get_inner_mut();
+        let mut read = 0;
+        while read < max {
+            let Some(item) = ring.next() else {
+                guard.clear_ready();
+                break;
+            };
+            read += 1;
+            match decode(&item) {
+                Ok(event) => out.push(event),
+                Err(_) => self.malformed += 1,
+            }
+        }
+        Ok(read)
+    }
+
+    /// Decodes whatever is in the ring buffer now, without waiting.
+    pub fn drain_now(&mut self, out: &mut Vec<Event>) -> usize {
+        let ring = self.ring.get_mut();
+        let mut read = 0;
+        while let Some(item) = ring.next() {
+            read += 1;
+            match decode(&item) {
+                Ok(event) => out.push(event),
+                Err(_) => self.malformed += 1,
+            }
+        }
+        read
+    }
+
+    /// Records lost since the probes were attached, by kind, summed over CPUs.
+    pub fn lost_counts(&self) -> Result<LostCounts> {
+        let read = |kind: RecordKind| -> Result<u64> {
+            let values = self
+                .lost
+                .get(&(kind as u32), 0)
+                .context("cannot read the lost-record counters")?;
+            Ok(values.iter().sum())
+        };
+        debug_assert!((RecordKind::Signal as u32) < RECORD_KINDS);
+        Ok(LostCounts {
+            process_start: read(RecordKind::ProcessStart)?,
+            exec: read(RecordKind::Exec)?,
+            exit: read(RecordKind::Exit)?,
+            rename: read(RecordKind::Rename)?,
+            signal: read(RecordKind::Signal)?,
+        })
+    }
+}
