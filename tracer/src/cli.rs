@@ -1,0 +1,362 @@
+//! The `tracer` command line.
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
+use tracer_common::DEFAULT_RING_BYTES;
+
+use crate::doctor::{self, Outcome};
+use crate::host;
+use crate::ingest::Pipeline;
+use crate::kernel::ProbeOptions;
+use crate::live::{self, LiveOptions, LiveSummary};
+use crate::model::Model;
+use crate::render::{TreeStyle, duration, tree_lines};
+use crate::replay::{self, parse_at};
+use crate::sink::{NullSink, RecordSink, TerminalSink, WatchMode};
+use crate::trace::{TraceReader, TraceWriter};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tracer",
+    version,
+    about = "Process lineage tracer: the live process tree of this host, with the history `ps` loses",
+    long_about = None
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check that this host can run the tracer; exits non-zero if it cannot.
+    Doctor,
+    /// Show the live process tree (one line per event when not on a terminal).
+    Watch {
+        #[command(flatten)]
+        capture: CaptureArgs,
+        /// One line per event, even on a terminal.
+        #[arg(long)]
+        plain: bool,
+        /// Also show kernel threads.
+        #[arg(long)]
+        kernel_threads: bool,
+    },
+    /// Record a trace (JSON Lines) until the duration ends, or SIGINT/SIGTERM.
+    Record {
+        /// The trace file to write (created with mode 0600).
+        #[arg(long, short)]
+        output: PathBuf,
+        #[command(flatten)]
+        capture: CaptureArgs,
+    },
+    /// Rebuild the process tree from a trace, as it was at the end or at --at.
+    Replay {
+        file: PathBuf,
+        /// A time: nanoseconds since boot, or +DURATION from the trace start (+30s, +250ms).
+        #[arg(long)]
+        at: Option<String>,
+        /// Also show kernel threads.
+        #[arg(long)]
+        kernel_threads: bool,
+        /// Print every process the model holds (live and exited ancestors) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct CaptureArgs {
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    duration: Option<Duration>,
+    /// Kernel ring buffer size: bytes, or with K/M (a power of two, at least 4K).
+    #[arg(long, value_name = "SIZE", default_value_t = format!("{}M", DEFAULT_RING_BYTES >> 20), value_parser = parse_size)]
+    ring_buffer: String,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|secs| secs.is_finite() && *secs > 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{text:?} is not a positive number of seconds"))
+}
+
+fn ring_bytes(text: &str) -> Result<u32, String> {
+    let upper = text.to_ascii_uppercase();
+    let (number, scale) = match upper.strip_suffix('K') {
+        Some(number) => (number, 1u64 << 10),
+        None => match upper.strip_suffix('M') {
+            Some(number) => (number, 1 << 20),
+            None => (upper.as_str(), 1),
+        },
+    };
+    let bytes = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|&b| b >= 4096 && b <= 1 << 30 && b.is_power_of_two())
+        .ok_or_else(|| {
+            format!("{text:?} is not a ring buffer size: give a power of two from 4K to 1024M")
+        })?;
+    Ok(bytes as u32)
+}
+
+fn parse_size(text: &str) -> Result<String, String> {
+    ring_bytes(text).map(|_| text.to_owned())
+}
+
+impl CaptureArgs {
+    fn options(&self) -> LiveOptions {
+        LiveOptions {
+            probes: ProbeOptions {
+                ring_bytes: ring_bytes(&self.ring_buffer).unwrap_or(DEFAULT_RING_BYTES),
+                ..ProbeOptions::default()
+            },
+            duration: self.duration,
+            ..LiveOptions::default()
+        }
+    }
+}
+
+/// Resolves when the tracer is asked to stop: SIGINT, SIGTERM or SIGHUP.
+fn termination() -> Result<impl Future<Output = ()>> {
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+            _ = hangup.recv() => {}
+        }
+    })
+}
+
+fn lost_note(summary: &LiveSummary) -> String {
+    let lost = summary.lost.total();
+    if lost == 0 {
+        "no kernel records lost".into()
+    } else {
+        format!(
+            "{lost} KERNEL RECORDS LOST (start {}, exec {}, exit {}, rename {}, signal {}): use a bigger --ring-buffer",
+            summary.lost.process_start,
+            summary.lost.exec,
+            summary.lost.exit,
+            summary.lost.rename,
+            summary.lost.signal
+        )
+    }
+}
+
+async fn record(output: &Path, capture: &CaptureArgs) -> Result<()> {
+    let writer = TraceWriter::create(output)?;
+    let mut pipeline = Pipeline::new(Model::new(host::clock_tick_ns()), RecordSink::new(writer));
+    let stop = termination()?;
+    let result = live::run(&capture.options(), &mut pipeline, stop, |ready| {
+        eprintln!(
+            "tracer: recording to {}: {} processes in the snapshot; SIGINT or SIGTERM stops",
+            output.display(),
+            ready.snapshot
+        );
+    })
+    .await;
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(error) => {
+            if pipeline.sink.lines() == 0 {
+                let _ = std::fs::remove_file(output);
+            }
+            return Err(error);
+        }
+    };
+    eprintln!(
+        "tracer: recorded {} lines to {} ({} events, {})",
+        pipeline.sink.lines(),
+        output.display(),
+        summary.events,
+        lost_note(&summary)
+    );
+    Ok(())
+}
+
+async fn watch(capture: &CaptureArgs, plain: bool, kernel_threads: bool) -> Result<()> {
+    let mode = WatchMode::detect(plain);
+    let mut pipeline = Pipeline::new(
+        Model::new(host::clock_tick_ns()),
+        TerminalSink::new(mode, kernel_threads),
+    );
+    let stop = termination()?;
+    let summary = live::run(&capture.options(), &mut pipeline, stop, |ready| {
+        if mode == WatchMode::Lines {
+            eprintln!(
+                "tracer: watching {} processes; SIGINT or SIGTERM stops",
+                ready.snapshot
+            );
+        }
+    })
+    .await?;
+    if summary.lost.total() > 0 {
+        eprintln!("tracer: {}", lost_note(&summary));
+    }
+    Ok(())
+}
+
+fn replay_command(file: &Path, at: Option<&str>, kernel_threads: bool, json: bool) -> Result<()> {
+    let until = match at {
+        Some(text) => {
+            let (header, _) = TraceReader::open(file)?;
+            Some(parse_at(text, header.ts).map_err(|e| anyhow!(e))?)
+        }
+        None => None,
+    };
+    let (pipeline, header, summary) = replay::replay(file, until, NullSink)?;
+    let model = &pipeline.model;
+    if summary.trailing_bytes > 0 {
+        eprintln!(
+            "tracer: ignored {} bytes of a torn last line in {}",
+            summary.trailing_bytes,
+            file.display()
+        );
+    }
+    if json {
+        let out = serde_json::to_string_pretty(&model.view()).context("cannot encode the tree")?;
+        println!("{out}");
+        return Ok(());
+    }
+    let terminal = std::io::stdout().is_terminal();
+    let style = TreeStyle {
+        color: terminal,
+        kernel_threads,
+        width: terminal
+            .then(|| crossterm::terminal::size().ok().map(|(w, _)| w as usize))
+            .flatten(),
+    };
+    for line in tree_lines(model, &style) {
+        println!("{line}");
+    }
+    let orphans = model
+        .processes()
+        .filter(|(_, p)| p.is_alive() && p.orphaned.is_some())
+        .count();
+    println!(
+        "-- {} at +{} ({} events): {} processes alive, {} orphaned, {} kernel records lost",
+        header.host,
+        duration(summary.last_ts.saturating_sub(header.ts)),
+        summary.events,
+        model.live_count(),
+        orphans,
+        model.stats.lost.total()
+    );
+    Ok(())
+}
+
+async fn doctor_command() -> Result<()> {
+    let checks = doctor::checks();
+    for check in &checks {
+        println!("{check}");
+    }
+    if checks.iter().any(|c| c.outcome == Outcome::Missing) {
+        bail!("this host cannot run the tracer: see the checks marked missing");
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Doctor => doctor_command().await,
+        Command::Watch {
+            capture,
+            plain,
+            kernel_threads,
+        } => watch(&capture, plain, kernel_threads).await,
+        Command::Record { output, capture } => record(&output, &capture).await,
+        Command::Replay {
+            file,
+            at,
+            kernel_threads,
+            json,
+        } => replay_command(&file, at.as_deref(), kernel_threads, json),
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Runs the command line; errors are one line on stderr and a non-zero exit.
+pub fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        eprintln!("tracer: internal error{location}: {message} (please report this)");
+    }));
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tracer: error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tracer: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(ring_bytes("32M"), Ok(32 << 20));
+        assert_eq!(ring_bytes("4k"), Ok(4096));
+        assert_eq!(ring_bytes("65536"), Ok(65536));
+        assert!(ring_bytes("3M").is_err());
+        assert!(ring_bytes("2048").is_err());
+        assert!(ring_bytes("lots").is_err());
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("NaN").is_err());
+    }
+
+    #[test]
+    fn command_line_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli =
+            Cli::try_parse_from(["tracer", "record", "-o", "t.jsonl", "--duration", "2"]).unwrap();
+        assert!(matches!(cli.command, Command::Record { .. }));
+        assert!(Cli::try_parse_from(["tracer", "record"]).is_err());
+        assert!(Cli::try_parse_from(["tracer", "watch", "--ring-buffer", "5K"]).is_err());
+    }
+}

@@ -1,0 +1,125 @@
+//! `tracer doctor`: can the tracer run here, and if not, what is missing.
+
+use std::fmt;
+
+use aya::maps::MapType;
+
+use crate::kernel::preflight::{self, BTF_PATH};
+use crate::kernel::{ProbeOptions, Probes, layout};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Missing,
+    /// Absent, but the tracer does not need it.
+    Optional,
+}
+
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub name: &'static str,
+    pub outcome: Outcome,
+    pub detail: String,
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let outcome = match self.outcome {
+            Outcome::Ok => "ok",
+            Outcome::Missing => "missing",
+            Outcome::Optional => "optional",
+        };
+        write!(f, "{outcome:<9}{:<13}{}", self.name, self.detail)
+    }
+}
+
+fn check(name: &'static str, result: Result<String, String>) -> Check {
+    match result {
+        Ok(detail) => Check {
+            name,
+            outcome: Outcome::Ok,
+            detail,
+        },
+        Err(detail) => Check {
+            name,
+            outcome: Outcome::Missing,
+            detail,
+        },
+    }
+}
+
+/// Runs every check; the last one loads and attaches the real probes, so a pass means
+/// `tracer watch` will start.
+pub fn checks() -> Vec<Check> {
+    let mut checks = Vec::new();
+    let release = preflight::kernel_release();
+    checks.push(check(
+        "kernel",
+        preflight::require_kernel_version(&release)
+            .map(|()| {
+                format!(
+                    "{release} (needs {}.{} or newer)",
+                    preflight::MIN_KERNEL.0,
+                    preflight::MIN_KERNEL.1
+                )
+            })
+            .map_err(|e| e.to_string()),
+    ));
+    let privileged = preflight::require_privileges();
+    checks.push(check(
+        "privileges",
+        privileged
+            .as_ref()
+            .map(|()| "can load BPF tracing programs".to_owned())
+            .map_err(|e| e.to_string()),
+    ));
+    checks.push(check(
+        "btf",
+        preflight::kernel_btf()
+            .map_err(|e| e.to_string())
+            .and_then(|btf| {
+                let table = layout::resolve(&btf)?;
+                let exit = layout::check_tracepoints(&btf)?;
+                Ok(format!(
+                    "{BTF_PATH}: {} layout entries resolved, exit probe {exit:?}",
+                    table.len()
+                ))
+            }),
+    ));
+    if privileged.is_ok() {
+        checks.push(check(
+            "ring buffer",
+            match aya::sys::is_map_supported(MapType::RingBuf) {
+                Ok(true) => Ok("BPF ring buffer maps are available".into()),
+                Ok(false) => Err("this kernel has no BPF ring buffer maps (Linux 5.8+)".into()),
+                Err(e) => Err(format!("cannot probe for BPF ring buffers: {e}")),
+            },
+        ));
+        checks.push(check(
+            "probes",
+            Probes::load(&ProbeOptions::default())
+                .map(|probes| {
+                    format!(
+                        "loaded, verified and attached (exit probe {:?})",
+                        probes.exit_probe
+                    )
+                })
+                .map_err(|e| format!("{e:#}")),
+        ));
+    }
+    checks.push(match preflight::tracefs() {
+        Some(path) => Check {
+            name: "tracefs",
+            outcome: Outcome::Ok,
+            detail: format!("mounted at {}", path.display()),
+        },
+        None => Check {
+            name: "tracefs",
+            outcome: Outcome::Optional,
+            detail: "not mounted: the probes attach through BTF and do not need it \
+                     (perf does: mount -t tracefs nodev /sys/kernel/tracing)"
+                .into(),
+        },
+    });
+    checks
+}

@@ -1,0 +1,333 @@
+//! Typed events: what the kernel probes and the `/proc` bootstrap report, what the model
+//! derives, and, one per line, what a trace file holds (see `docs/trace-format.md`).
+
+use serde::{Deserialize, Serialize};
+
+/// A process identity that survives pid reuse: pid plus start time (ns since boot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProcessKey {
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Snapshot(Snapshot),
+    ProcessStart(ProcessStart),
+    Exec(Exec),
+    Exit(Exit),
+    Rename(Rename),
+    Signal(Signal),
+    Reparent(Reparent),
+    Lost(Lost),
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// A process found in `/proc` when the tracer started. Its start time has clock-tick
+/// precision (`/proc/PID/stat`), the kernel events' has nanoseconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub ts: u64,
+    pub pid: u32,
+    pub start_time: u64,
+    pub ppid: u32,
+    pub comm: String,
+    pub cmdline: Vec<String>,
+    pub uid: u32,
+    pub pgid: u32,
+    pub sid: u32,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub kernel_thread: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessStart {
+    pub ts: u64,
+    pub pid: u32,
+    pub start_time: u64,
+    pub ppid: u32,
+    pub parent_start_time: u64,
+    /// The thread that called fork/clone.
+    pub tid: u32,
+    pub comm: String,
+    pub uid: u32,
+    pub pgid: u32,
+    pub sid: u32,
+    pub cgroup_id: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Exec {
+    pub ts: u64,
+    pub pid: u32,
+    pub start_time: u64,
+    pub ppid: u32,
+    /// The thread that called execve: differs from `pid` when a non-leader thread exec'd.
+    pub old_pid: u32,
+    pub filename: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub filename_truncated: bool,
+    pub cmdline: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cmdline_truncated: bool,
+    pub comm: String,
+    pub uid: u32,
+    pub pgid: u32,
+    pub sid: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Exit {
+    pub ts: u64,
+    pub pid: u32,
+    pub start_time: u64,
+    pub ppid: u32,
+    /// Set when the process exited by itself.
+    pub exit_code: Option<i32>,
+    /// Set when a signal killed it.
+    pub signal: Option<i32>,
+    pub core_dumped: bool,
+    /// Who adopts its live children (nearest subreaper, or the pid namespace's init).
+    pub reaper_pid: u32,
+    pub comm: String,
+}
+
+impl Exit {
+    /// Splits a kernel wait status into exit code, killing signal and core-dump flag.
+    pub fn status_fields(status: u32) -> (Option<i32>, Option<i32>, bool) {
+        let signal = (status & 0x7f) as i32;
+        let core_dumped = status & 0x80 != 0;
+        if signal == 0 {
+            (Some(((status >> 8) & 0xff) as i32), None, core_dumped)
+        } else {
+            (None, Some(signal), core_dumped)
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rename {
+    pub ts: u64,
+    pub pid: u32,
+    pub start_time: u64,
+    pub comm: String,
+    /// The argument area after the rename (the full setproctitle title), when readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cmdline_truncated: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalResult {
+    Delivered,
+    Ignored,
+    AlreadyPending,
+    OverflowFail,
+    LoseInfo,
+    Unknown,
+}
+
+impl SignalResult {
+    pub fn name(self) -> &'static str {
+        match self {
+            SignalResult::Delivered => "delivered",
+            SignalResult::Ignored => "ignored",
+            SignalResult::AlreadyPending => "already pending",
+            SignalResult::OverflowFail => "queue overflow",
+            SignalResult::LoseInfo => "delivered without info",
+            SignalResult::Unknown => "unknown result",
+        }
+    }
+
+    pub fn from_kernel(result: i32) -> Self {
+        match result {
+            0 => SignalResult::Delivered,
+            1 => SignalResult::Ignored,
+            2 => SignalResult::AlreadyPending,
+            3 => SignalResult::OverflowFail,
+            4 => SignalResult::LoseInfo,
+            _ => SignalResult::Unknown,
+        }
+    }
+}
+
+/// A terminating signal generated for a process. `pid`/`start_time` are the target's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Signal {
+    pub ts: u64,
+    pub pid: u32,
+    pub start_time: u64,
+    pub target_pid: u32,
+    pub sender_pid: u32,
+    pub sender_start_time: u64,
+    pub sender_comm: String,
+    pub sig: i32,
+    /// `si_code`: 0 kill(2), -6 tgkill(2), 128 the kernel, ...
+    pub code: i32,
+    pub result: SignalResult,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReparentSource {
+    /// Derived by the model from its parent's exit; replay derives it again.
+    Exit,
+    /// Observed in `/proc` by the live tracer, correcting the model; replay applies it.
+    Procfs,
+}
+
+/// A live process moved to a new parent because its parent exited.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reparent {
+    pub ts: u64,
+    pub pid: u32,
+    pub start_time: u64,
+    pub old_ppid: u32,
+    pub new_ppid: u32,
+    pub source: ReparentSource,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostCounts {
+    pub process_start: u64,
+    pub exec: u64,
+    pub exit: u64,
+    pub rename: u64,
+    pub signal: u64,
+}
+
+impl LostCounts {
+    pub fn total(&self) -> u64 {
+        self.process_start + self.exec + self.exit + self.rename + self.signal
+    }
+
+    pub fn add(&mut self, other: &LostCounts) {
+        self.process_start += other.process_start;
+        self.exec += other.exec;
+        self.exit += other.exit;
+        self.rename += other.rename;
+        self.signal += other.signal;
+    }
+}
+
+/// Kernel records that did not fit in the ring buffer since the previous `lost` line.
+/// Not about one process: `pid` and `start_time` are 0.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lost {
+    pub ts: u64,
+    pub pid: u32,
+    pub start_time: u64,
+    pub count: u64,
+    pub by_kind: LostCounts,
+}
+
+impl Event {
+    pub fn ts(&self) -> u64 {
+        match self {
+            Event::Snapshot(e) => e.ts,
+            Event::ProcessStart(e) => e.ts,
+            Event::Exec(e) => e.ts,
+            Event::Exit(e) => e.ts,
+            Event::Rename(e) => e.ts,
+            Event::Signal(e) => e.ts,
+            Event::Reparent(e) => e.ts,
+            Event::Lost(e) => e.ts,
+        }
+    }
+
+    pub fn key(&self) -> ProcessKey {
+        let (pid, start_time) = match self {
+            Event::Snapshot(e) => (e.pid, e.start_time),
+            Event::ProcessStart(e) => (e.pid, e.start_time),
+            Event::Exec(e) => (e.pid, e.start_time),
+            Event::Exit(e) => (e.pid, e.start_time),
+            Event::Rename(e) => (e.pid, e.start_time),
+            Event::Signal(e) => (e.pid, e.start_time),
+            Event::Reparent(e) => (e.pid, e.start_time),
+            Event::Lost(e) => (e.pid, e.start_time),
+        };
+        ProcessKey { pid, start_time }
+    }
+
+    /// The `"event"` name of a trace line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Snapshot(_) => "snapshot",
+            Event::ProcessStart(_) => "process_start",
+            Event::Exec(_) => "exec",
+            Event::Exit(_) => "exit",
+            Event::Rename(_) => "rename",
+            Event::Signal(_) => "signal",
+            Event::Reparent(_) => "reparent",
+            Event::Lost(_) => "lost",
+        }
+    }
+}
+
+/// Splits a NUL-separated argument area (as in `/proc/PID/cmdline`) into arguments. Trailing
+/// NULs are padding (setproctitle clears the rest of the area with them), not empty arguments.
+pub fn split_args(area: &[u8]) -> Vec<String> {
+    let end = area.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    if end == 0 {
+        return Vec::new();
+    }
+    area[..end]
+        .split(|&b| b == 0)
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect()
+}
+
+/// A NUL-terminated kernel string (comm, path) as text.
+pub fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_lines_name_the_event_first_and_round_trip() {
+        let event = Event::Exit(Exit {
+            ts: 5,
+            pid: 10,
+            start_time: 7,
+            ppid: 1,
+            exit_code: None,
+            signal: Some(9),
+            core_dumped: false,
+            reaper_pid: 1,
+            comm: "sleep".into(),
+        });
+        let line = serde_json::to_string(&event).unwrap();
+        assert!(
+            line.starts_with(r#"{"event":"exit","ts":5,"pid":10,"start_time":7,"#),
+            "{line}"
+        );
+        assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), event);
+    }
+
+    #[test]
+    fn wait_status_decoding() {
+        assert_eq!(Exit::status_fields(3 << 8), (Some(3), None, false));
+        assert_eq!(Exit::status_fields(9), (None, Some(9), false));
+        assert_eq!(Exit::status_fields(0x80 | 6), (None, Some(6), true));
+    }
+
+    #[test]
+    fn argument_areas() {
+        assert_eq!(split_args(b"sleep\0100\0"), ["sleep", "100"]);
+        assert_eq!(split_args(b"[celeryd: w1]\0\0\0\0"), ["[celeryd: w1]"]);
+        assert_eq!(split_args(b"a\0\0b\0"), ["a", "", "b"]);
+        assert!(split_args(b"\0\0").is_empty());
+        assert_eq!(split_args(b"bad\xff"), ["bad\u{fffd}"]);
+        assert_eq!(c_string(b"bash\0\0junk"), "bash");
+    }
+}

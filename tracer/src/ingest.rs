@@ -1,0 +1,83 @@
+//! The one step between the event sources and the model: events are put in kernel time order,
+//! applied to the model, and handed with what the model derived from them to a sink. Live
+//! capture and replay both go through here.
+
+use anyhow::Result;
+
+use crate::event::{Event, LostCounts};
+use crate::model::Model;
+use crate::trace::TraceHeader;
+
+/// Orders a batch by kernel timestamp. The sort is stable, so events with equal timestamps
+/// keep their arrival order.
+///
+/// Sorting by timestamp is safe for causality: a child's events happen after the fork that
+/// created it returned, and the probes read the clock inside the tracepoint.
+pub fn order(batch: &mut [Event]) {
+    batch.sort_by_key(Event::ts);
+}
+
+/// Counters a sink may show next to the tree.
+#[derive(Clone, Debug, Default)]
+pub struct Status {
+    /// `CLOCK_BOOTTIME` when capture (or the trace) started, and now (or the last event).
+    pub started_ts: u64,
+    pub now_ts: u64,
+    /// Events ingested, derived ones included.
+    pub events: u64,
+    /// Kernel records lost so far.
+    pub lost: LostCounts,
+    /// Events per second over the last interval.
+    pub rate: f64,
+}
+
+/// Where ingested events go: a recorder, a terminal.
+pub trait Sink {
+    fn header(&mut self, header: &TraceHeader) -> Result<()>;
+    /// One event, after the model applied it.
+    fn event(&mut self, event: &Event, model: &Model) -> Result<()>;
+    /// End of a batch or a timer tick: a chance to flush or redraw.
+    fn flush(&mut self, model: &Model, status: &Status) -> Result<()>;
+    /// Capture or replay is over.
+    fn finish(&mut self, model: &Model, status: &Status) -> Result<()>;
+}
+
+pub struct Pipeline<S> {
+    pub model: Model,
+    pub sink: S,
+    derived: Vec<Event>,
+    pub events: u64,
+}
+
+impl<S: Sink> Pipeline<S> {
+    pub fn new(model: Model, sink: S) -> Self {
+        Pipeline {
+            model,
+            sink,
+            derived: Vec::new(),
+            events: 0,
+        }
+    }
+
+    /// Applies one event, then passes it and what the model derived from it to the sink.
+    /// Returns the derived events.
+    pub fn apply(&mut self, event: &Event) -> Result<&[Event]> {
+        self.derived.clear();
+        self.model.apply(event, &mut self.derived);
+        self.sink.event(event, &self.model)?;
+        for derived in &self.derived {
+            self.sink.event(derived, &self.model)?;
+        }
+        self.events += 1 + self.derived.len() as u64;
+        Ok(&self.derived)
+    }
+
+    /// Orders a batch and applies it; the batch is left empty.
+    pub fn apply_batch(&mut self, batch: &mut Vec<Event>) -> Result<()> {
+        order(batch);
+        for event in batch.drain(..) {
+            self.apply(&event)?;
+        }
+        Ok(())
+    }
+}

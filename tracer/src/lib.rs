@@ -1,0 +1,21 @@
+//! Process lineage tracer for Airflow and Celery worker hosts.
+//!
+//! Data flow: kernel probes ([`kernel`]) → typed events ([`event`]) → one ordering and ingest
+//! step ([`ingest`]) → the process-tree model ([`model`]) → sinks ([`sink`]: trace files via
+//! [`trace`], the terminal via [`render`]). [`live`] drives it from the kernel, [`replay`] from
+//! a trace file; both run the same ingest step and model.
+
+pub mod cli;
+pub mod doctor;
+pub mod event;
+pub mod host;
+pub mod ingest;
+pub mod kernel;
+pub mod live;
+pub mod model;
+pub mod procfs;
+pub mod render;
+pub mod replay;
+pub mod sanitize;
+pub mod sink;
+pub mod trace;

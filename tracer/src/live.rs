@@ -1,0 +1,288 @@
+//! Live capture: probes → ingest → model → sink, until told to stop.
+//!
+//! Bootstrap order matters. The probes attach first, then `/proc` is scanned while the ring
+//! buffer keeps being drained; the snapshot is applied, then every event that raced the scan.
+//! The model applies events idempotently by identity, so a process seen both in the snapshot
+//! and in an event is one process, and the events, being newer, win.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+
+use crate::event::{Event, LostCounts, ProcessKey, Reparent, ReparentSource};
+use crate::host;
+use crate::ingest::{Pipeline, Sink, Status, order};
+use crate::kernel::preflight::kernel_release;
+use crate::kernel::{ProbeOptions, Probes};
+use crate::procfs::ProcFs;
+use crate::trace::TraceHeader;
+
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    pub probes: ProbeOptions,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Most records taken from the ring buffer before they are ingested.
+    pub batch_max: usize,
+    /// How often lost-record counters are read and the sink flushed.
+    pub tick: Duration,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            probes: ProbeOptions::default(),
+            duration: None,
+            batch_max: 4096,
+            tick: Duration::from_millis(250),
+        }
+    }
+}
+
+/// How the kernel's reparent decisions compared with `/proc`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReparentChecks {
+    pub agreed: u64,
+    /// `/proc` still showed the old parent, or the process was gone.
+    pub inconclusive: u64,
+    /// `/proc` showed another parent; the model took it.
+    pub corrected: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct LiveSummary {
+    pub snapshot: usize,
+    pub events: u64,
+    pub lost: LostCounts,
+    /// Ring-buffer records the decoder rejected.
+    pub malformed: u64,
+    pub reparent_checks: ReparentChecks,
+}
+
+struct Capture<'a, S> {
+    pipeline: &'a mut Pipeline<S>,
+    procfs: ProcFs,
+    checks: ReparentChecks,
+    lost: LostCounts,
+    status: Status,
+    rate_mark: (Instant, u64),
+}
+
+impl<S: Sink> Capture<'_, S> {
+    /// Fills in command lines the probes had to cut, from `/proc`, while the process lives.
+    fn enrich(&self, batch: &mut [Event]) {
+        for event in batch {
+            match event {
+                Event::Exec(exec) if exec.cmdline_truncated => {
+                    let key = ProcessKey {
+                        pid: exec.pid,
+                        start_time: exec.start_time,
+                    };
+                    if let Some(full) = self.procfs.cmdline_of(key) {
+                        exec.cmdline = full;
+                        exec.cmdline_truncated = false;
+                    }
+                }
+                Event::Rename(rename) if rename.cmdline.is_none() || rename.cmdline_truncated => {
+                    let key = ProcessKey {
+                        pid: rename.pid,
+                        start_time: rename.start_time,
+                    };
+                    if let Some(full) = self.procfs.cmdline_of(key) {
+                        rename.cmdline = Some(full);
+                        rename.cmdline_truncated = false;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Compares a reparent the model derived with what `/proc` shows now.
+    fn check(&mut self, reparent: &Reparent) -> Option<Event> {
+        let key = ProcessKey {
+            pid: reparent.pid,
+            start_time: reparent.start_time,
+        };
+        match self.procfs.ppid_of(key) {
+            Some(ppid) if ppid == reparent.new_ppid => {
+                self.checks.agreed += 1;
+                None
+            }
+            None => {
+                self.checks.inconclusive += 1;
+                None
+            }
+            Some(ppid) if ppid == reparent.old_ppid => {
+                self.checks.inconclusive += 1;
+                None
+            }
+            Some(ppid) => {
+                self.checks.corrected += 1;
+                Some(Event::Reparent(Reparent {
+                    ts: host::boottime_ns(),
+                    pid: reparent.pid,
+                    start_time: reparent.start_time,
+                    old_ppid: reparent.new_ppid,
+                    new_ppid: ppid,
+                    source: ReparentSource::Procfs,
+                }))
+            }
+        }
+    }
+
+    fn ingest(&mut self, batch: &mut Vec<Event>) -> Result<()> {
+        self.enrich(batch);
+        order(batch);
+        for event in batch.drain(..) {
+            let derived = self.pipeline.apply(&event)?.to_vec();
+            for derived in derived {
+                if let Event::Reparent(reparent) = &derived
+                    && let Some(correction) = self.check(reparent)
+                {
+                    self.pipeline.apply(&correction)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_lost(&mut self, probes: &Probes) -> Result<()> {
+        let total = probes.lost_counts()?;
+        let delta = LostCounts {
+            process_start: total.process_start - self.lost.process_start,
+            exec: total.exec - self.lost.exec,
+            exit: total.exit - self.lost.exit,
+            rename: total.rename - self.lost.rename,
+            signal: total.signal - self.lost.signal,
+        };
+        if delta.total() > 0 {
+            self.lost = total;
+            self.pipeline.apply(&Event::Lost(crate::event::Lost {
+                ts: host::boottime_ns(),
+                pid: 0,
+                start_time: 0,
+                count: delta.total(),
+                by_kind: delta,
+            }))?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.rate_mark.0).as_secs_f64();
+        if elapsed >= 1.0 {
+            self.status.rate = (self.pipeline.events - self.rate_mark.1) as f64 / elapsed;
+            self.rate_mark = (now, self.pipeline.events);
+        }
+        self.status.now_ts = host::boottime_ns();
+        self.status.events = self.pipeline.events;
+        self.status.lost = self.lost;
+        self.pipeline.sink.flush(&self.pipeline.model, &self.status)
+    }
+}
+
+/// Captures until `stop` completes (or the duration ends), feeding `pipeline`. `ready` runs
+/// once the probes are attached and the bootstrap is applied.
+pub async fn run<S: Sink>(
+    options: &LiveOptions,
+    pipeline: &mut Pipeline<S>,
+    stop: impl Future<Output = ()>,
+    ready: impl FnOnce(&LiveSummary),
+) -> Result<LiveSummary> {
+    let mut probes = Probes::load(&options.probes)?;
+    let started = host::boottime_ns();
+    let tick_ns = host::clock_tick_ns();
+    let procfs = ProcFs::host(tick_ns);
+
+    // Keep draining the ring buffer while /proc is scanned: a big host takes a while.
+    let mut pending = Vec::new();
+    let scanner = procfs.clone();
+    let scan = tokio::task::spawn_blocking(move || scanner.snapshot(started));
+    tokio::pin!(scan);
+    let snapshot = loop {
+        tokio::select! {
+            result = &mut scan => break result.context("the /proc scan failed")?,
+            read = probes.read_batch(&mut pending, usize::MAX) => { read?; }
+        }
+    };
+
+    let mut capture = Capture {
+        pipeline,
+        procfs,
+        checks: ReparentChecks::default(),
+        lost: LostCounts::default(),
+        status: Status {
+            started_ts: started,
+            now_ts: started,
+            ..Status::default()
+        },
+        rate_mark: (Instant::now(), 0),
+    };
+    let header = TraceHeader::new(
+        host::hostname(),
+        kernel_release(),
+        host::boot_id(),
+        started,
+        host::wall_clock_ns(),
+        tick_ns,
+    );
+    capture.pipeline.sink.header(&header)?;
+    let snapshot_len = snapshot.len();
+    for process in snapshot {
+        capture.pipeline.apply(&Event::Snapshot(process))?;
+    }
+    capture.ingest(&mut pending)?;
+    capture.poll_lost(&probes)?;
+    capture.flush()?;
+    ready(&LiveSummary {
+        snapshot: snapshot_len,
+        events: capture.pipeline.events,
+        ..LiveSummary::default()
+    });
+
+    let deadline = async {
+        match options.duration {
+            Some(duration) => tokio::time::sleep(duration).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline, stop);
+    let mut ticker = tokio::time::interval(options.tick);
+    let mut batch = Vec::with_capacity(options.batch_max);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stop => break,
+            () = &mut deadline => break,
+            read = probes.read_batch(&mut batch, options.batch_max) => {
+                read?;
+                capture.ingest(&mut batch)?;
+                capture.flush()?;
+            }
+            _ = ticker.tick() => {
+                capture.poll_lost(&probes)?;
+                capture.flush()?;
+            }
+        }
+    }
+
+    // What the kernel produced before the stop still belongs to the trace.
+    probes.drain_now(&mut batch);
+    capture.ingest(&mut batch)?;
+    capture.poll_lost(&probes)?;
+    capture.flush()?;
+    capture
+        .pipeline
+        .sink
+        .finish(&capture.pipeline.model, &capture.status)?;
+    Ok(LiveSummary {
+        snapshot: snapshot_len,
+        events: capture.pipeline.events,
+        lost: capture.lost,
+        malformed: probes.malformed,
+        reparent_checks: capture.checks,
+    })
+}

@@ -1,0 +1,1057 @@
+//! The live process tree of a host, rebuilt from events. Plain Rust with no I/O: live capture
+//! and replay feed it the same events and get the same tree.
+//!
+//! Identity is (pid, start time) everywhere. A process keeps two parents: the one it has now
+//! (`ppid`, which changes when it is reparented) and the one that created it (its lineage). An
+//! exited process stays as a tombstone while any process descended from it lives, so the
+//! lineage of an orphan survives its parent; then it is collected.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{
+    Event, Exec, Exit, LostCounts, ProcessKey, ProcessStart, Rename, Reparent, ReparentSource,
+    Signal, Snapshot,
+};
+
+/// Index of a process in the model. Valid while the process is retained.
+pub type ProcessIndex = usize;
+
+/// The pid of kthreadd, parent of every kernel thread.
+const KTHREADD: u32 = 2;
+
+/// The parent of processes whose parent the model lost track of.
+pub const UNKNOWN_PARENT: u32 = 0;
+
+/// How many exited identities the model remembers, so that an event arriving after its
+/// process's exit cannot bring the process back.
+const RECENT_EXITS: usize = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Found in `/proc` when the tracer started.
+    Snapshot,
+    /// Seen being created.
+    Fork,
+    /// First seen in a later event (its creation was lost or raced the bootstrap).
+    Inferred,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    pub ts: u64,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub core_dumped: bool,
+    /// False when the process vanished without an exit event (its pid came back as another
+    /// process): the exit was lost.
+    pub observed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Orphaning {
+    pub ts: u64,
+    /// The parent whose exit orphaned this process.
+    pub parent: ProcessKey,
+    pub parent_comm: String,
+    /// Who adopted it.
+    pub new_ppid: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SignalInfo {
+    pub ts: u64,
+    pub sig: i32,
+    pub sender: ProcessKey,
+    pub sender_comm: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Process {
+    pub key: ProcessKey,
+    /// Current parent.
+    pub ppid: u32,
+    /// The parent that created it (for processes from the snapshot: the parent they had then).
+    pub original_ppid: u32,
+    pub comm: String,
+    pub cmdline: Vec<String>,
+    /// The program it runs: the path of its last exec, inherited across fork.
+    pub filename: Option<String>,
+    pub uid: u32,
+    pub pgid: u32,
+    pub sid: u32,
+    pub cgroup_id: Option<u64>,
+    pub origin: Origin,
+    pub kernel_thread: bool,
+    pub execs: u32,
+    pub exit: Option<ExitInfo>,
+    pub orphaned: Option<Orphaning>,
+    pub last_signal: Option<SignalInfo>,
+    /// Lineage link to the creating parent's record, while the model holds it.
+    lineage_parent: Option<ProcessIndex>,
+    /// Retained processes whose lineage parent this is; a tombstone is kept while non-zero.
+    lineage_refs: u32,
+}
+
+impl Process {
+    pub fn is_alive(&self) -> bool {
+        self.exit.is_none()
+    }
+
+    /// The full title: command line if it has one (setproctitle titles live there), else comm.
+    pub fn title(&self) -> String {
+        if self.cmdline.is_empty() {
+            format!("[{}]", self.comm)
+        } else {
+            self.cmdline.join(" ")
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelStats {
+    pub events: u64,
+    pub lost: LostCounts,
+    /// Processes first seen after their creation.
+    pub inferred: u64,
+    /// Processes whose exit event was never seen.
+    pub vanished: u64,
+    /// Events about a process older than the one now holding its pid (ignored).
+    pub stale: u64,
+    /// Times an event showed a parent other than the one the model had.
+    pub parent_resyncs: u64,
+    pub reparents: u64,
+}
+
+/// One process as a comparable, serialisable row of [`Model::view`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessView {
+    pub pid: u32,
+    pub start_time: u64,
+    pub ppid: u32,
+    pub original_ppid: u32,
+    pub comm: String,
+    pub cmdline: Vec<String>,
+    pub filename: Option<String>,
+    pub uid: u32,
+    pub pgid: u32,
+    pub sid: u32,
+    pub origin: Origin,
+    pub kernel_thread: bool,
+    pub execs: u32,
+    pub exit: Option<ExitInfo>,
+    pub orphaned: Option<Orphaning>,
+    pub last_signal: Option<SignalInfo>,
+    /// pid and start time of each lineage ancestor the model still holds, nearest first.
+    pub lineage: Vec<ProcessKey>,
+}
+
+#[derive(Debug)]
+pub struct Model {
+    slots: Vec<Option<Process>>,
+    free: Vec<ProcessIndex>,
+    /// The live process holding each pid.
+    by_pid: HashMap<u32, ProcessIndex>,
+    /// Live processes by current parent pid.
+    children: HashMap<u32, Vec<ProcessIndex>>,
+    /// Identities that exited lately, oldest first.
+    recent_exits: VecDeque<ProcessKey>,
+    recent_exit_set: HashSet<ProcessKey>,
+    /// Nanoseconds per clock tick, the precision of `/proc` start times.
+    tick_ns: u64,
+    now: u64,
+    pub stats: ModelStats,
+}
+
+impl Model {
+    /// `tick_ns`: nanoseconds per `/proc` clock tick (10 ms at the usual USER_HZ of 100).
+    pub fn new(tick_ns: u64) -> Model {
+        Model {
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_pid: HashMap::new(),
+            children: HashMap::new(),
+            recent_exits: VecDeque::new(),
+            recent_exit_set: HashSet::new(),
+            tick_ns: tick_ns.max(1),
+            now: 0,
+            stats: ModelStats::default(),
+        }
+    }
+
+    /// The latest event time seen (ns since boot).
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    pub fn get(&self, index: ProcessIndex) -> &Process {
+        self.slots[index]
+            .as_ref()
+            .expect("index of a retained process")
+    }
+
+    fn get_mut(&mut self, index: ProcessIndex) -> &mut Process {
+        self.slots[index]
+            .as_mut()
+            .expect("index of a retained process")
+    }
+
+    /// The live process with this pid.
+    pub fn live(&self, pid: u32) -> Option<&Process> {
+        self.by_pid.get(&pid).map(|&i| self.get(i))
+    }
+
+    pub fn live_index(&self, pid: u32) -> Option<ProcessIndex> {
+        self.by_pid.get(&pid).copied()
+    }
+
+    /// Live processes whose current parent is `pid`.
+    pub fn children_of(&self, pid: u32) -> &[ProcessIndex] {
+        self.children.get(&pid).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.by_pid.len()
+    }
+
+    pub fn retained_count(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    pub fn processes(&self) -> impl Iterator<Item = (ProcessIndex, &Process)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| slot.as_ref().map(|p| (i, p)))
+    }
+
+    /// Live processes whose parent is not a live process of the model (PID 1, kthreadd, and
+    /// processes whose parent the model never saw), by pid.
+    pub fn roots(&self) -> Vec<ProcessIndex> {
+        let mut roots: Vec<ProcessIndex> = self
+            .by_pid
+            .values()
+            .copied()
+            .filter(|&i| {
+                let process = self.get(i);
+                process.ppid == 0 || !self.by_pid.contains_key(&process.ppid)
+            })
+            .collect();
+        roots.sort_by_key(|&i| self.get(i).key.pid);
+        roots
+    }
+
+    /// Ancestors by lineage (who created whom), nearest first, as far as the model holds them.
+    pub fn lineage(&self, index: ProcessIndex) -> impl Iterator<Item = (ProcessIndex, &Process)> {
+        let mut next = self.get(index).lineage_parent;
+        std::iter::from_fn(move || {
+            let current = next?;
+            let process = self.get(current);
+            next = process.lineage_parent;
+            Some((current, process))
+        })
+    }
+
+    fn same_start(&self, a: u64, b: u64) -> bool {
+        a / self.tick_ns == b / self.tick_ns
+    }
+
+    /// The live process with this identity.
+    pub fn find(&self, key: ProcessKey) -> Option<ProcessIndex> {
+        let index = *self.by_pid.get(&key.pid)?;
+        self.same_start(self.get(index).key.start_time, key.start_time)
+            .then_some(index)
+    }
+
+    /// Makes room for a process starting at `key`: if an older process still holds its pid,
+    /// that one's exit was lost. Returns false when the holder is newer: the event is stale.
+    fn claim_pid(&mut self, key: ProcessKey) -> bool {
+        if self.recent_exit_set.contains(&key) {
+            self.stats.stale += 1;
+            return false;
+        }
+        let Some(&holder) = self.by_pid.get(&key.pid) else {
+            return true;
+        };
+        if self.get(holder).key.start_time > key.start_time {
+            self.stats.stale += 1;
+            return false;
+        }
+        self.stats.vanished += 1;
+        // Its children were reparented by an exit the model never saw, to a parent it cannot
+        // know: they wait, parent unknown (0), for their next event to say where they are.
+        for child in self.children.remove(&key.pid).unwrap_or_default() {
+            if self.get(child).lineage_parent.is_none() {
+                self.get_mut(child).lineage_parent = Some(holder);
+                self.get_mut(holder).lineage_refs += 1;
+            }
+            self.get_mut(child).ppid = UNKNOWN_PARENT;
+            self.children.entry(UNKNOWN_PARENT).or_default().push(child);
+        }
+        let ts = self.now;
+        self.retire(
+            holder,
+            ExitInfo {
+                ts,
+                exit_code: None,
+                signal: None,
+                core_dumped: false,
+                observed: false,
+            },
+        );
+        true
+    }
+
+    fn insert(&mut self, process: Process) -> ProcessIndex {
+        let (pid, ppid) = (process.key.pid, process.ppid);
+        let parent = process.lineage_parent;
+        let index = match self.free.pop() {
+            Some(index) => {
+                self.slots[index] = Some(process);
+                index
+            }
+            None => {
+                self.slots.push(Some(process));
+                self.slots.len() - 1
+            }
+        };
+        if let Some(parent) = parent {
+            self.get_mut(parent).lineage_refs += 1;
+        }
+        self.by_pid.insert(pid, index);
+        self.children.entry(ppid).or_default().push(index);
+        index
+    }
+
+    fn unlink_child(&mut self, ppid: u32, index: ProcessIndex) {
+        if let Some(siblings) = self.children.get_mut(&ppid) {
+            if let Some(position) = siblings.iter().position(|&c| c == index) {
+                siblings.swap_remove(position);
+            }
+            if siblings.is_empty() {
+                self.children.remove(&ppid);
+            }
+        }
+    }
+
+    fn set_parent(&mut self, index: ProcessIndex, new_ppid: u32) {
+        let old_ppid = self.get(index).ppid;
+        if old_ppid == new_ppid {
+            return;
+        }
+        self.unlink_child(old_ppid, index);
+        self.children.entry(new_ppid).or_default().push(index);
+        self.get_mut(index).ppid = new_ppid;
+    }
+
+    /// Keeps the model's parent in step with the kernel's, which every event reports.
+    fn resync_parent(&mut self, index: ProcessIndex, ppid: u32) {
+        if self.get(index).ppid != ppid {
+            self.stats.parent_resyncs += 1;
+            self.set_parent(index, ppid);
+        }
+    }
+
+    /// Marks a process exited, frees its pid, and collects it unless its lineage is needed.
+    fn retire(&mut self, index: ProcessIndex, exit: ExitInfo) {
+        let (key, ppid) = {
+            let process = self.get_mut(index);
+            process.exit = Some(exit);
+            (process.key, process.ppid)
+        };
+        let pid = key.pid;
+        if self.recent_exit_set.insert(key) {
+            self.recent_exits.push_back(key);
+            if self.recent_exits.len() > RECENT_EXITS
+                && let Some(oldest) = self.recent_exits.pop_front()
+            {
+                self.recent_exit_set.remove(&oldest);
+            }
+        }
+        if self.by_pid.get(&pid) == Some(&index) {
+            self.by_pid.remove(&pid);
+        }
+        self.unlink_child(ppid, index);
+        self.collect(index);
+    }
+
+    /// Frees exited processes nobody's lineage needs, walking up the lineage.
+    fn collect(&mut self, mut index: ProcessIndex) {
+        loop {
+            let process = self.get(index);
+            if process.is_alive() || process.lineage_refs > 0 {
+                return;
+            }
+            let parent = process.lineage_parent;
+            self.slots[index] = None;
+            self.free.push(index);
+            let Some(parent) = parent else { return };
+            self.get_mut(parent).lineage_refs -= 1;
+            index = parent;
+        }
+    }
+
+    /// A process seen for the first time in an event other than its creation.
+    fn infer(&mut self, key: ProcessKey, ppid: u32, comm: &str) -> Option<ProcessIndex> {
+        if let Some(index) = self.find(key) {
+            // Kernel events carry nanoseconds; a snapshot had clock ticks.
+            self.get_mut(index).key.start_time = key.start_time;
+            return Some(index);
+        }
+        if !self.claim_pid(key) {
+            return None;
+        }
+        self.stats.inferred += 1;
+        let lineage_parent = self.live_index(ppid);
+        Some(self.insert(Process {
+            key,
+            ppid,
+            original_ppid: ppid,
+            comm: comm.to_owned(),
+            cmdline: Vec::new(),
+            filename: None,
+            uid: 0,
+            pgid: 0,
+            sid: 0,
+            cgroup_id: None,
+            origin: Origin::Inferred,
+            kernel_thread: ppid == KTHREADD,
+            execs: 0,
+            exit: None,
+            orphaned: None,
+            last_signal: None,
+            lineage_parent,
+            lineage_refs: 0,
+        }))
+    }
+
+    /// Applies one event. Events the model derives from it (reparents) are appended to
+    /// `derived`, in order.
+    pub fn apply(&mut self, event: &Event, derived: &mut Vec<Event>) {
+        self.stats.events += 1;
+        self.now = self.now.max(event.ts());
+        match event {
+            Event::Snapshot(e) => self.on_snapshot(e),
+            Event::ProcessStart(e) => self.on_process_start(e),
+            Event::Exec(e) => self.on_exec(e),
+            Event::Exit(e) => self.on_exit(e, derived),
+            Event::Rename(e) => self.on_rename(e),
+            Event::Signal(e) => self.on_signal(e),
+            Event::Reparent(e) => self.on_reparent(e),
+            Event::Lost(e) => self.stats.lost.add(&e.by_kind),
+        }
+    }
+
+    fn on_snapshot(&mut self, e: &Snapshot) {
+        let key = ProcessKey {
+            pid: e.pid,
+            start_time: e.start_time,
+        };
+        if let Some(index) = self.find(key) {
+            self.resync_parent(index, e.ppid);
+            let process = self.get_mut(index);
+            process.comm.clone_from(&e.comm);
+            process.cmdline.clone_from(&e.cmdline);
+            return;
+        }
+        if !self.claim_pid(key) {
+            return;
+        }
+        self.insert(Process {
+            key,
+            ppid: e.ppid,
+            original_ppid: e.ppid,
+            comm: e.comm.clone(),
+            cmdline: e.cmdline.clone(),
+            filename: None,
+            uid: e.uid,
+            pgid: e.pgid,
+            sid: e.sid,
+            cgroup_id: None,
+            origin: Origin::Snapshot,
+            kernel_thread: e.kernel_thread,
+            execs: 0,
+            exit: None,
+            orphaned: None,
+            last_signal: None,
+            lineage_parent: None,
+            lineage_refs: 0,
+        });
+    }
+
+    fn on_process_start(&mut self, e: &ProcessStart) {
+        let key = ProcessKey {
+            pid: e.pid,
+            start_time: e.start_time,
+        };
+        let parent_key = ProcessKey {
+            pid: e.ppid,
+            start_time: e.parent_start_time,
+        };
+        let parent = self.find(parent_key);
+        if let Some(index) = self.find(key) {
+            // Already known from the snapshot (the fork raced the bootstrap), which is newer
+            // than the fork for everything but lineage and precision.
+            let needs_link = self.get(index).lineage_parent.is_none() && parent.is_some();
+            let process = self.get_mut(index);
+            process.key.start_time = e.start_time;
+            process.cgroup_id = Some(e.cgroup_id);
+            if needs_link {
+                process.lineage_parent = parent;
+                if let Some(parent) = parent {
+                    self.get_mut(parent).lineage_refs += 1;
+                }
+            }
+            return;
+        }
+        if !self.claim_pid(key) {
+            return;
+        }
+        // A child starts as a copy of its parent: same argument memory and program.
+        let (cmdline, filename) = parent
+            .map(|p| {
+                let parent = self.get(p);
+                (parent.cmdline.clone(), parent.filename.clone())
+            })
+            .unwrap_or_default();
+        self.insert(Process {
+            key,
+            ppid: e.ppid,
+            original_ppid: e.ppid,
+            comm: e.comm.clone(),
+            cmdline,
+            filename,
+            uid: e.uid,
+            pgid: e.pgid,
+            sid: e.sid,
+            cgroup_id: Some(e.cgroup_id),
+            origin: Origin::Fork,
+            kernel_thread: e.ppid == KTHREADD,
+            execs: 0,
+            exit: None,
+            orphaned: None,
+            last_signal: None,
+            lineage_parent: parent,
+            lineage_refs: 0,
+        });
+    }
+
+    fn on_exec(&mut self, e: &Exec) {
+        let key = ProcessKey {
+            pid: e.pid,
+            start_time: e.start_time,
+        };
+        let Some(index) = self.infer(key, e.ppid, &e.comm) else {
+            return;
+        };
+        self.resync_parent(index, e.ppid);
+        let process = self.get_mut(index);
+        process.comm.clone_from(&e.comm);
+        process.cmdline.clone_from(&e.cmdline);
+        process.filename = Some(e.filename.clone());
+        process.uid = e.uid;
+        process.pgid = e.pgid;
+        process.sid = e.sid;
+        process.kernel_thread = false;
+        process.execs += 1;
+    }
+
+    fn on_rename(&mut self, e: &Rename) {
+        let key = ProcessKey {
+            pid: e.pid,
+            start_time: e.start_time,
+        };
+        let Some(index) = self.find(key) else {
+            return; // renames carry no parent: a process first seen here waits for better news
+        };
+        let process = self.get_mut(index);
+        process.comm.clone_from(&e.comm);
+        if let Some(cmdline) = &e.cmdline {
+            process.cmdline.clone_from(cmdline);
+        }
+    }
+
+    fn on_signal(&mut self, e: &Signal) {
+        let key = ProcessKey {
+            pid: e.pid,
+            start_time: e.start_time,
+        };
+        if let Some(index) = self.find(key) {
+            self.get_mut(index).last_signal = Some(SignalInfo {
+                ts: e.ts,
+                sig: e.sig,
+                sender: ProcessKey {
+                    pid: e.sender_pid,
+                    start_time: e.sender_start_time,
+                },
+                sender_comm: e.sender_comm.clone(),
+            });
+        }
+    }
+
+    fn on_exit(&mut self, e: &Exit, derived: &mut Vec<Event>) {
+        let key = ProcessKey {
+            pid: e.pid,
+            start_time: e.start_time,
+        };
+        let Some(index) = self.infer(key, e.ppid, &e.comm) else {
+            return;
+        };
+        // Reparent first: the orphans' lineage must hold this process before it may be
+        // collected.
+        let reaper = if e.reaper_pid == 0 { 1 } else { e.reaper_pid };
+        if reaper != e.pid {
+            let orphans = self.children.remove(&e.pid).unwrap_or_default();
+            let parent_comm = self.get(index).comm.clone();
+            for child in orphans {
+                let child_key = {
+                    let process = self.get_mut(child);
+                    process.ppid = reaper;
+                    process.orphaned = Some(Orphaning {
+                        ts: e.ts,
+                        parent: key,
+                        parent_comm: parent_comm.clone(),
+                        new_ppid: reaper,
+                    });
+                    process.key
+                };
+                if self.get(child).lineage_parent.is_none() {
+                    self.get_mut(child).lineage_parent = Some(index);
+                    self.get_mut(index).lineage_refs += 1;
+                }
+                self.children.entry(reaper).or_default().push(child);
+                self.stats.reparents += 1;
+                derived.push(Event::Reparent(Reparent {
+                    ts: e.ts,
+                    pid: child_key.pid,
+                    start_time: child_key.start_time,
+                    old_ppid: e.pid,
+                    new_ppid: reaper,
+                    source: ReparentSource::Exit,
+                }));
+            }
+        }
+        // Else it was the init of a pid namespace: the kernel kills what is left inside.
+        self.retire(
+            index,
+            ExitInfo {
+                ts: e.ts,
+                exit_code: e.exit_code,
+                signal: e.signal,
+                core_dumped: e.core_dumped,
+                observed: true,
+            },
+        );
+    }
+
+    fn on_reparent(&mut self, e: &Reparent) {
+        // Reparents from exits are this model's own output; only /proc observations are news.
+        if e.source != ReparentSource::Procfs {
+            return;
+        }
+        let key = ProcessKey {
+            pid: e.pid,
+            start_time: e.start_time,
+        };
+        if let Some(index) = self.find(key) {
+            self.set_parent(index, e.new_ppid);
+        }
+    }
+
+    fn view_of(&self, index: ProcessIndex) -> ProcessView {
+        let p = self.get(index);
+        ProcessView {
+            pid: p.key.pid,
+            start_time: p.key.start_time,
+            ppid: p.ppid,
+            original_ppid: p.original_ppid,
+            comm: p.comm.clone(),
+            cmdline: p.cmdline.clone(),
+            filename: p.filename.clone(),
+            uid: p.uid,
+            pgid: p.pgid,
+            sid: p.sid,
+            origin: p.origin,
+            kernel_thread: p.kernel_thread,
+            execs: p.execs,
+            exit: p.exit.clone(),
+            orphaned: p.orphaned.clone(),
+            last_signal: p.last_signal.clone(),
+            lineage: self.lineage(index).map(|(_, a)| a.key).collect(),
+        }
+    }
+
+    /// Every retained process (live and tombstones) as rows sorted by identity: two models
+    /// that saw the same history have equal views.
+    pub fn view(&self) -> Vec<ProcessView> {
+        let mut rows: Vec<ProcessView> = self.processes().map(|(i, _)| self.view_of(i)).collect();
+        rows.sort_by_key(|row| (row.pid, row.start_time));
+        rows
+    }
+
+    /// The view of one process, live or tombstone.
+    pub fn view_process(&self, index: ProcessIndex) -> ProcessView {
+        self.view_of(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TICK: u64 = 10_000_000;
+
+    fn key(pid: u32, start_time: u64) -> ProcessKey {
+        ProcessKey { pid, start_time }
+    }
+
+    fn snapshot(pid: u32, ppid: u32, start_time: u64, comm: &str) -> Event {
+        Event::Snapshot(Snapshot {
+            ts: 1,
+            pid,
+            start_time,
+            ppid,
+            comm: comm.into(),
+            cmdline: vec![comm.into()],
+            uid: 0,
+            pgid: pid,
+            sid: pid,
+            kernel_thread: false,
+        })
+    }
+
+    fn fork(ts: u64, pid: u32, start: u64, parent: ProcessKey) -> Event {
+        Event::ProcessStart(ProcessStart {
+            ts,
+            pid,
+            start_time: start,
+            ppid: parent.pid,
+            parent_start_time: parent.start_time,
+            tid: parent.pid,
+            comm: "worker".into(),
+            uid: 0,
+            pgid: parent.pid,
+            sid: parent.pid,
+            cgroup_id: 1,
+        })
+    }
+
+    fn exec(ts: u64, pid: u32, start: u64, ppid: u32, program: &str) -> Event {
+        Event::Exec(Exec {
+            ts,
+            pid,
+            start_time: start,
+            ppid,
+            old_pid: pid,
+            filename: format!("/bin/{program}"),
+            filename_truncated: false,
+            cmdline: vec![program.into(), "--flag".into()],
+            cmdline_truncated: false,
+            comm: program.into(),
+            uid: 0,
+            pgid: pid,
+            sid: pid,
+        })
+    }
+
+    fn exit(ts: u64, process: ProcessKey, ppid: u32, reaper: u32) -> Event {
+        Event::Exit(Exit {
+            ts,
+            pid: process.pid,
+            start_time: process.start_time,
+            ppid,
+            exit_code: Some(0),
+            signal: None,
+            core_dumped: false,
+            reaper_pid: reaper,
+            comm: "worker".into(),
+        })
+    }
+
+    fn apply_all(model: &mut Model, events: &[Event]) -> Vec<Event> {
+        let mut derived = Vec::new();
+        for event in events {
+            model.apply(event, &mut derived);
+        }
+        derived
+    }
+
+    /// init (1) → shell (100), as found at start.
+    fn host() -> Model {
+        let mut model = Model::new(TICK);
+        apply_all(
+            &mut model,
+            &[
+                snapshot(100, 1, 5 * TICK, "bash"),
+                snapshot(1, 0, 0, "init"),
+            ],
+        );
+        model
+    }
+
+    #[test]
+    fn snapshot_order_does_not_matter_for_parents() {
+        let model = host();
+        assert_eq!(model.roots().len(), 1);
+        assert_eq!(model.get(model.roots()[0]).key.pid, 1);
+        assert_eq!(model.children_of(1).len(), 1);
+    }
+
+    #[test]
+    fn fork_exec_exit_and_inherited_title() {
+        let mut model = host();
+        let shell = key(100, 5 * TICK);
+        apply_all(&mut model, &[fork(10, 200, 9 * TICK + 3, shell)]);
+        let child = model.live(200).unwrap();
+        assert_eq!(
+            child.cmdline,
+            ["bash"],
+            "a fork inherits the parent's arguments"
+        );
+        assert_eq!(child.origin, Origin::Fork);
+
+        apply_all(&mut model, &[exec(11, 200, 9 * TICK + 3, 100, "sleep")]);
+        assert_eq!(model.live(200).unwrap().title(), "sleep --flag");
+        assert_eq!(model.live(200).unwrap().execs, 1);
+
+        let derived = apply_all(&mut model, &[exit(12, key(200, 9 * TICK + 3), 100, 1)]);
+        assert!(derived.is_empty());
+        assert!(model.live(200).is_none());
+        assert_eq!(
+            model.retained_count(),
+            2,
+            "a childless exited process is collected"
+        );
+    }
+
+    #[test]
+    fn pid_reuse_never_merges_two_processes() {
+        let mut model = host();
+        let shell = key(100, 5 * TICK);
+        let first = key(300, 20 * TICK + 1);
+        let second = key(300, 90 * TICK + 7);
+        // The first 300 forks a child, exits (its exit is lost), and 300 comes back.
+        apply_all(
+            &mut model,
+            &[
+                fork(20, first.pid, first.start_time, shell),
+                fork(21, 301, 21 * TICK, first),
+                fork(90, second.pid, second.start_time, shell),
+            ],
+        );
+        let holder = model.live(300).unwrap();
+        assert_eq!(holder.key, second);
+        assert_eq!(model.stats.vanished, 1);
+        // The old 300 is a tombstone: its child still lives and names it in its lineage.
+        let child = model.live_index(301).unwrap();
+        let lineage: Vec<ProcessKey> = model.lineage(child).map(|(_, p)| p.key).collect();
+        assert_eq!(lineage, [first, shell]);
+        assert!(
+            model
+                .get(model.lineage(child).next().unwrap().0)
+                .exit
+                .is_some()
+        );
+
+        // An event for the old identity is stale and changes nothing.
+        apply_all(
+            &mut model,
+            &[exec(95, first.pid, first.start_time, 100, "ghost")],
+        );
+        assert_eq!(model.live(300).unwrap().comm, "worker");
+        assert_eq!(model.stats.stale, 1);
+
+        // The old 300's child was reparented by the lost exit: its parent is unknown until its
+        // next event, and the new 300's exit does not touch it.
+        assert_eq!(model.live(301).unwrap().ppid, UNKNOWN_PARENT);
+        let derived = apply_all(&mut model, &[exit(96, second, 100, 1)]);
+        assert!(derived.is_empty());
+        apply_all(&mut model, &[exec(97, 301, 21 * TICK, 1, "sleep")]);
+        assert_eq!(model.live(301).unwrap().ppid, 1);
+        let waiting = model.children_of(UNKNOWN_PARENT);
+        assert!(waiting.iter().all(|&i| model.get(i).key.pid != 301));
+    }
+
+    #[test]
+    fn snapshot_start_times_match_kernel_nanoseconds_at_tick_precision() {
+        let mut model = host();
+        // The shell's exec arrives with its exact start time.
+        apply_all(&mut model, &[exec(30, 100, 5 * TICK + 4_321, 1, "zsh")]);
+        let shell = model.live(100).unwrap();
+        assert_eq!(shell.comm, "zsh");
+        assert_eq!(shell.key.start_time, 5 * TICK + 4_321);
+        assert_eq!(model.stats.inferred, 0);
+    }
+
+    #[test]
+    fn orphans_are_reparented_and_keep_their_lineage_until_collected() {
+        let mut model = host();
+        let shell = key(100, 5 * TICK);
+        let middle = key(400, 40 * TICK);
+        let grandchild = key(401, 41 * TICK);
+        apply_all(
+            &mut model,
+            &[
+                fork(40, middle.pid, middle.start_time, shell),
+                fork(41, grandchild.pid, grandchild.start_time, middle),
+            ],
+        );
+        // The middle process exits; a subreaper (the shell) adopts the grandchild.
+        let derived = apply_all(&mut model, &[exit(42, middle, 100, 100)]);
+        assert_eq!(
+            derived,
+            [Event::Reparent(Reparent {
+                ts: 42,
+                pid: 401,
+                start_time: 41 * TICK,
+                old_ppid: 400,
+                new_ppid: 100,
+                source: ReparentSource::Exit,
+            })]
+        );
+        let orphan = model.live(401).unwrap();
+        assert_eq!((orphan.ppid, orphan.original_ppid), (100, 400));
+        let orphaning = orphan.orphaned.as_ref().unwrap();
+        assert_eq!((orphaning.parent, orphaning.new_ppid), (middle, 100));
+        assert_eq!(model.children_of(100).len(), 1);
+        assert_eq!(
+            model.retained_count(),
+            4,
+            "the exited middle process is a tombstone"
+        );
+
+        // When the orphan exits, the tombstone has no live descendant and is collected.
+        apply_all(&mut model, &[exit(43, grandchild, 100, 1)]);
+        assert_eq!(model.retained_count(), 2);
+        assert!(model.processes().all(|(_, p)| p.is_alive()));
+    }
+
+    #[test]
+    fn tombstone_chains_are_collected_from_the_bottom() {
+        let mut model = host();
+        let mut parent = key(100, 5 * TICK);
+        let mut chain = Vec::new();
+        for depth in 0..5u32 {
+            let child = key(500 + depth, (50 + depth as u64) * TICK);
+            apply_all(
+                &mut model,
+                &[fork(50 + depth as u64, child.pid, child.start_time, parent)],
+            );
+            chain.push(child);
+            parent = child;
+        }
+        // Every process but the deepest exits, top first.
+        for (i, process) in chain[..4].iter().enumerate() {
+            let ppid = if i == 0 { 100 } else { chain[i - 1].pid };
+            apply_all(&mut model, &[exit(60 + i as u64, *process, ppid, 1)]);
+        }
+        let deepest = model.live_index(504).unwrap();
+        assert_eq!(
+            model.lineage(deepest).count(),
+            5,
+            "four tombstones and the shell"
+        );
+        assert_eq!(model.live(504).unwrap().ppid, 1);
+        apply_all(&mut model, &[exit(70, chain[4], 1, 1)]);
+        assert_eq!(model.retained_count(), 2, "the whole chain is collected");
+    }
+
+    #[test]
+    fn sorted_batches_apply_cleanly_whatever_order_they_arrived_in() {
+        let shell = key(100, 5 * TICK);
+        let child = key(600, 60 * TICK);
+        let in_order = [
+            fork(60, child.pid, child.start_time, shell),
+            exec(61, child.pid, child.start_time, 100, "python3"),
+            exit(62, child, 100, 1),
+        ];
+        let mut arrived = vec![
+            in_order[2].clone(),
+            in_order[0].clone(),
+            in_order[1].clone(),
+        ];
+        crate::ingest::order(&mut arrived);
+        assert_eq!(arrived, in_order);
+
+        let (mut a, mut b) = (host(), host());
+        apply_all(&mut a, &in_order);
+        apply_all(&mut b, &arrived);
+        assert_eq!(a.view(), b.view());
+        assert_eq!(a.stats.inferred, 0);
+    }
+
+    #[test]
+    fn an_event_after_its_process_exited_leaves_no_ghost() {
+        // A lost fork: the exit alone creates and retires the process. A fork or exec of that
+        // identity arriving later must not bring it back as a live process forever.
+        let mut model = host();
+        let shell = key(100, 5 * TICK);
+        let child = key(700, 70 * TICK);
+        apply_all(&mut model, &[exit(72, child, 100, 1)]);
+        assert_eq!(model.stats.inferred, 1);
+        assert!(model.live(700).is_none());
+        apply_all(
+            &mut model,
+            &[
+                fork(70, child.pid, child.start_time, shell),
+                exec(71, child.pid, child.start_time, 100, "late"),
+            ],
+        );
+        assert!(model.live(700).is_none());
+        assert_eq!(model.stats.stale, 2);
+        assert_eq!(model.retained_count(), 2);
+    }
+
+    #[test]
+    fn events_resync_a_parent_the_model_got_wrong() {
+        let mut model = host();
+        let shell = key(100, 5 * TICK);
+        apply_all(&mut model, &[fork(80, 800, 80 * TICK, shell)]);
+        // The model missed a reparent; the next event from the process says where it is.
+        apply_all(&mut model, &[exec(81, 800, 80 * TICK, 1, "true")]);
+        assert_eq!(model.live(800).unwrap().ppid, 1);
+        assert_eq!(model.stats.parent_resyncs, 1);
+        assert_eq!(model.children_of(1).len(), 2);
+        assert!(model.children_of(100).is_empty());
+    }
+
+    #[test]
+    fn namespace_init_exit_reparents_nobody() {
+        let mut model = host();
+        let shell = key(100, 5 * TICK);
+        let init = key(900, 90 * TICK);
+        apply_all(
+            &mut model,
+            &[
+                fork(90, init.pid, init.start_time, shell),
+                fork(91, 901, 91 * TICK, init),
+            ],
+        );
+        let derived = apply_all(&mut model, &[exit(92, init, 100, init.pid)]);
+        assert!(derived.is_empty());
+        assert_eq!(model.live(901).unwrap().ppid, 900);
+    }
+
+    #[test]
+    fn reparent_lines_from_a_recording_are_recomputed_not_applied() {
+        let mut model = host();
+        let shell = key(100, 5 * TICK);
+        apply_all(&mut model, &[fork(80, 800, 80 * TICK, shell)]);
+        let recorded = |source| {
+            Event::Reparent(Reparent {
+                ts: 81,
+                pid: 800,
+                start_time: 80 * TICK,
+                old_ppid: 100,
+                new_ppid: 1,
+                source,
+            })
+        };
+        apply_all(&mut model, &[recorded(ReparentSource::Exit)]);
+        assert_eq!(model.live(800).unwrap().ppid, 100);
+        apply_all(&mut model, &[recorded(ReparentSource::Procfs)]);
+        assert_eq!(model.live(800).unwrap().ppid, 1);
+    }
+}

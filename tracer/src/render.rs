@@ -1,0 +1,401 @@
+//! Text views of the model and its events: the process tree, one line per event, and the
+//! status line. Every string from a process goes through [`sanitize`].
+
+use std::fmt::Write as _;
+
+use crate::event::{Event, SignalResult};
+use crate::ingest::Status;
+use crate::model::{Model, Process, ProcessIndex};
+use crate::sanitize::sanitize;
+
+#[derive(Clone, Debug, Default)]
+pub struct TreeStyle {
+    /// ANSI colours (orphans stand out).
+    pub color: bool,
+    /// Show kthreadd's children.
+    pub kernel_threads: bool,
+    /// Cut lines to this many characters.
+    pub width: Option<usize>,
+}
+
+const YELLOW: &str = "\x1b[33m";
+const RED: &str = "\x1b[31m";
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+pub fn signal_name(sig: i32) -> String {
+    const NAMES: [&str; 32] = [
+        "0",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    usize::try_from(sig)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .map_or_else(|| format!("signal {sig}"), |name| (*name).to_owned())
+}
+
+/// `1h02m`, `3m05s`, `12.3s`, `450ms`.
+pub fn duration(ns: u64) -> String {
+    let ms = ns / 1_000_000;
+    let secs = ms / 1000;
+    match secs {
+        0 => format!("{ms}ms"),
+        1..60 => format!("{}.{}s", secs, (ms % 1000) / 100),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60),
+    }
+}
+
+fn truncate(line: &mut String, width: Option<usize>) {
+    if let Some(width) = width
+        && let Some((cut, _)) = line.char_indices().nth(width)
+    {
+        line.truncate(cut);
+    }
+}
+
+/// How a process's exit reads: `exit code 3`, `killed by SIGKILL (core dumped)`.
+pub fn exit_description(exit_code: Option<i32>, signal: Option<i32>, core_dumped: bool) -> String {
+    let mut text = match (exit_code, signal) {
+        (_, Some(sig)) => format!("killed by {}", signal_name(sig)),
+        (Some(code), None) => format!("exit code {code}"),
+        (None, None) => "exit unknown".to_owned(),
+    };
+    if core_dumped {
+        text.push_str(" (core dumped)");
+    }
+    text
+}
+
+fn annotations(model: &Model, process: &Process) -> String {
+    let mut notes = String::new();
+    if let Some(orphaning) = &process.orphaned {
+        let _ = write!(
+            notes,
+            "  orphaned: parent {} [{}] exited {} ago",
+            orphaning.parent.pid,
+            sanitize(&orphaning.parent_comm),
+            duration(model.now().saturating_sub(orphaning.ts))
+        );
+    }
+    notes
+}
+
+/// The live process tree, one line per process, children under their current parent.
+pub fn tree_lines(model: &Model, style: &TreeStyle) -> Vec<String> {
+    let mut lines = Vec::new();
+    let visible = |index: ProcessIndex| style.kernel_threads || !model.get(index).kernel_thread;
+    let sorted_children = |pid: u32| {
+        let mut children: Vec<ProcessIndex> = model
+            .children_of(pid)
+            .iter()
+            .copied()
+            .filter(|&c| visible(c))
+            .collect();
+        children.sort_by_key(|&c| model.get(c).key.pid);
+        children
+    };
+    // Depth-first with an explicit stack: process trees can be deeper than the call stack.
+    let mut stack: Vec<(ProcessIndex, String, bool, bool)> = model
+        .roots()
+        .into_iter()
+        .filter(|&r| visible(r))
+        .rev()
+        .map(|r| (r, String::new(), true, true))
+        .collect();
+    while let Some((index, prefix, is_last, is_root)) = stack.pop() {
+        let process = model.get(index);
+        let branch = match (is_root, is_last) {
+            (true, _) => "",
+            (false, true) => "└─ ",
+            (false, false) => "├─ ",
+        };
+        let notes = annotations(model, process);
+        let mut line = format!(
+            "{prefix}{branch}{} {}{notes}",
+            process.key.pid,
+            sanitize(&process.title())
+        );
+        truncate(&mut line, style.width);
+        if style.color && !notes.is_empty() {
+            line = format!("{YELLOW}{line}{RESET}");
+        }
+        lines.push(line);
+        let child_prefix = match (is_root, is_last) {
+            (true, _) => prefix.clone(),
+            (false, true) => format!("{prefix}   "),
+            (false, false) => format!("{prefix}│  "),
+        };
+        let children = sorted_children(process.key.pid);
+        let count = children.len();
+        for (i, child) in children.into_iter().enumerate().rev() {
+            stack.push((child, child_prefix.clone(), i + 1 == count, false));
+        }
+    }
+    lines
+}
+
+/// One human line per event, for the streaming view.
+pub fn event_line(event: &Event, color: bool) -> String {
+    let secs = event.ts() as f64 / 1e9;
+    let (name, details, alarm) = match event {
+        Event::Snapshot(e) => (
+            "snapshot",
+            format!(
+                "{} ppid {} {}",
+                e.pid,
+                e.ppid,
+                sanitize(&e.cmdline.join(" "))
+            ),
+            false,
+        ),
+        Event::ProcessStart(e) => (
+            "start",
+            format!("{} ppid {} [{}]", e.pid, e.ppid, sanitize(&e.comm)),
+            false,
+        ),
+        Event::Exec(e) => (
+            "exec",
+            format!(
+                "{} {}{}",
+                e.pid,
+                sanitize(&e.cmdline.join(" ")),
+                if e.old_pid != e.pid {
+                    format!(" (from thread {})", e.old_pid)
+                } else {
+                    String::new()
+                }
+            ),
+            false,
+        ),
+        Event::Exit(e) => (
+            "exit",
+            format!(
+                "{} [{}] {}",
+                e.pid,
+                sanitize(&e.comm),
+                exit_description(e.exit_code, e.signal, e.core_dumped)
+            ),
+            e.signal.is_some(),
+        ),
+        Event::Rename(e) => (
+            "rename",
+            format!(
+                "{} [{}]{}",
+                e.pid,
+                sanitize(&e.comm),
+                e.cmdline
+                    .as_ref()
+                    .map(|c| format!(" {}", sanitize(&c.join(" "))))
+                    .unwrap_or_default()
+            ),
+            false,
+        ),
+        Event::Signal(e) => (
+            "signal",
+            format!(
+                "{} to {} from {} [{}]{}",
+                signal_name(e.sig),
+                e.target_pid,
+                e.sender_pid,
+                sanitize(&e.sender_comm),
+                if e.result == SignalResult::Delivered {
+                    String::new()
+                } else {
+                    format!(" ({})", e.result.name())
+                }
+            ),
+            false,
+        ),
+        Event::Reparent(e) => (
+            "reparent",
+            format!(
+                "{} orphaned: parent {} exited, adopted by {}",
+                e.pid, e.old_ppid, e.new_ppid
+            ),
+            true,
+        ),
+        Event::Lost(e) => (
+            "LOST",
+            format!(
+                "{} kernel records (start {}, exec {}, exit {}, rename {}, signal {})",
+                e.count,
+                e.by_kind.process_start,
+                e.by_kind.exec,
+                e.by_kind.exit,
+                e.by_kind.rename,
+                e.by_kind.signal
+            ),
+            true,
+        ),
+    };
+    let line = format!("{secs:>14.6} {name:<8} {details}");
+    match (color, alarm, event) {
+        (true, true, Event::Lost(_)) => format!("{BOLD}{RED}{line}{RESET}"),
+        (true, true, _) => format!("{YELLOW}{line}{RESET}"),
+        _ => line,
+    }
+}
+
+pub fn status_line(model: &Model, status: &Status) -> String {
+    let orphans = model
+        .processes()
+        .filter(|(_, p)| p.is_alive() && p.orphaned.is_some())
+        .count();
+    format!(
+        "{} processes, {} orphaned | {} events ({:.0}/s) | lost {} | up {}",
+        model.live_count(),
+        orphans,
+        status.events,
+        status.rate,
+        status.lost.total(),
+        duration(status.now_ts.saturating_sub(status.started_ts))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Exit, ProcessStart, Snapshot};
+
+    fn snapshot(pid: u32, ppid: u32, cmdline: &str) -> Event {
+        Event::Snapshot(Snapshot {
+            ts: 1_000_000_000,
+            pid,
+            start_time: pid as u64 * 10_000_000,
+            ppid,
+            comm: cmdline.split(' ').next().unwrap().into(),
+            cmdline: cmdline.split(' ').map(String::from).collect(),
+            uid: 0,
+            pgid: pid,
+            sid: pid,
+            kernel_thread: ppid == 2 || pid == 2,
+        })
+    }
+
+    fn model() -> Model {
+        let mut model = Model::new(10_000_000);
+        let mut derived = Vec::new();
+        for event in [
+            snapshot(1, 0, "/sbin/init"),
+            snapshot(2, 0, "kthreadd"),
+            snapshot(3, 2, "kworker/0:0"),
+            snapshot(10, 1, "sshd"),
+            snapshot(11, 10, "bash"),
+            snapshot(12, 11, "sleep 100"),
+            snapshot(13, 10, "bash\x1b]0;pwned\x07"),
+            snapshot(20, 1, "celery"),
+            Event::ProcessStart(ProcessStart {
+                ts: 2_000_000_000,
+                pid: 21,
+                start_time: 2_000_000_000,
+                ppid: 20,
+                parent_start_time: 200_000_000,
+                tid: 20,
+                comm: "celery".into(),
+                uid: 0,
+                pgid: 20,
+                sid: 20,
+                cgroup_id: 0,
+            }),
+            Event::ProcessStart(ProcessStart {
+                ts: 2_100_000_000,
+                pid: 22,
+                start_time: 2_100_000_000,
+                ppid: 21,
+                parent_start_time: 2_000_000_000,
+                tid: 21,
+                comm: "celery".into(),
+                uid: 0,
+                pgid: 20,
+                sid: 20,
+                cgroup_id: 0,
+            }),
+            Event::Exit(Exit {
+                ts: 5_000_000_000,
+                pid: 21,
+                start_time: 2_000_000_000,
+                ppid: 20,
+                exit_code: None,
+                signal: Some(9),
+                core_dumped: false,
+                reaper_pid: 1,
+                comm: "celery".into(),
+            }),
+        ] {
+            model.apply(&event, &mut derived);
+        }
+        model
+    }
+
+    #[test]
+    fn tree_shows_hierarchy_orphans_and_hides_kernel_threads() {
+        let lines = tree_lines(&model(), &TreeStyle::default());
+        assert_eq!(
+            lines,
+            [
+                "1 /sbin/init",
+                "├─ 10 sshd",
+                "│  ├─ 11 bash",
+                "│  │  └─ 12 sleep 100",
+                "│  └─ 13 bash\\x1b]0;pwned\\x07",
+                "├─ 20 celery",
+                "└─ 22 celery  orphaned: parent 21 [celery] exited 0ms ago",
+            ]
+        );
+        let with_kernel = tree_lines(
+            &model(),
+            &TreeStyle {
+                kernel_threads: true,
+                width: Some(12),
+                ..Default::default()
+            },
+        );
+        assert_eq!(with_kernel[7..], ["2 kthreadd", "└─ 3 kworker"]);
+    }
+
+    #[test]
+    fn event_lines_are_single_and_escaped() {
+        let line = event_line(&snapshot(13, 10, "evil\nline"), false);
+        assert!(!line.contains('\n'));
+        assert!(line.contains("evil\\nline"), "{line}");
+        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(64), "signal 64");
+        assert_eq!(duration(3_723_000_000_000), "1h02m");
+        assert_eq!(duration(12_345_000_000), "12.3s");
+        assert_eq!(
+            exit_description(None, Some(6), true),
+            "killed by SIGABRT (core dumped)"
+        );
+    }
+}

@@ -1,0 +1,359 @@
+//! Trace files: JSON Lines, a header line then one [`Event`] per line. The format is
+//! documented in `docs/trace-format.md`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::event::Event;
+
+pub const FORMAT: &str = "process-lineage-trace";
+pub const VERSION: u32 = 1;
+
+/// Longest line a reader accepts. Real lines are a few KiB at most (command lines are capped).
+pub const MAX_LINE: usize = 1 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HeaderTag {
+    #[serde(rename = "header")]
+    Header,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TraceHeader {
+    pub event: HeaderTag,
+    pub format: String,
+    pub version: u32,
+    pub tracer_version: String,
+    pub host: String,
+    pub kernel: String,
+    pub boot_id: String,
+    /// `CLOCK_BOOTTIME` in ns when the trace started; every `ts` uses this clock.
+    pub ts: u64,
+    /// Wall clock (ns since the Unix epoch) at the same instant, to turn `ts` into dates.
+    pub wall_clock_ns: u64,
+    /// Precision of start times taken from `/proc` (snapshot lines).
+    pub clock_tick_ns: u64,
+}
+
+impl TraceHeader {
+    pub fn new(
+        host: String,
+        kernel: String,
+        boot_id: String,
+        ts: u64,
+        wall_clock_ns: u64,
+        clock_tick_ns: u64,
+    ) -> Self {
+        TraceHeader {
+            event: HeaderTag::Header,
+            format: FORMAT.into(),
+            version: VERSION,
+            tracer_version: env!("CARGO_PKG_VERSION").into(),
+            host,
+            kernel,
+            boot_id,
+            ts,
+            wall_clock_ns,
+            clock_tick_ns,
+        }
+    }
+}
+
+/// Writes a trace. Lines are buffered and reach the file at each [`TraceWriter::flush`]
+/// (once per ingested batch), so a crash loses at most the batch being written.
+pub struct TraceWriter {
+    out: BufWriter<File>,
+    path: PathBuf,
+    pub lines: u64,
+}
+
+impl TraceWriter {
+    /// Creates (or truncates) `path` with mode 0600, refusing to follow a symlink there.
+    pub fn create(path: &Path) -> Result<TraceWriter> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => anyhow!(
+                    "cannot create trace {}: it is a symlink; choose another path",
+                    path.display()
+                ),
+                _ => anyhow!("cannot create trace {}: {e}", path.display()),
+            })?;
+        // An existing file keeps its old mode through O_TRUNC; traces are private.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make {} private", path.display()))?;
+        Ok(TraceWriter {
+            out: BufWriter::with_capacity(256 << 10, file),
+            path: path.to_owned(),
+            lines: 0,
+        })
+    }
+
+    fn write_line<T: Serialize>(&mut self, value: &T) -> Result<()> {
+        serde_json::to_writer(&mut self.out, value)
+            .and_then(|()| self.out.write_all(b"\n").map_err(serde_json::Error::io))
+            .with_context(|| format!("cannot write trace {}", self.path.display()))?;
+        self.lines += 1;
+        Ok(())
+    }
+
+    pub fn write_header(&mut self, header: &TraceHeader) -> Result<()> {
+        self.write_line(header)
+    }
+
+    pub fn write_event(&mut self, event: &Event) -> Result<()> {
+        self.write_line(event)
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        self.out
+            .flush()
+            .with_context(|| format!("cannot write trace {}", self.path.display()))
+    }
+
+    /// Flushes and syncs the file to disk.
+    pub fn finish(&mut self) -> Result<()> {
+        self.flush()?;
+        self.out
+            .get_ref()
+            .sync_all()
+            .with_context(|| format!("cannot sync trace {}", self.path.display()))
+    }
+}
+
+/// Reads a trace line by line. Errors name the file and line.
+pub struct TraceReader<R> {
+    input: R,
+    name: String,
+    line: usize,
+    buffer: Vec<u8>,
+    /// Bytes after the last newline that did not form a complete line (a crash mid-write).
+    pub trailing_bytes: usize,
+    done: bool,
+}
+
+impl TraceReader<BufReader<File>> {
+    pub fn open(path: &Path) -> Result<(TraceHeader, Self)> {
+        let file =
+            File::open(path).map_err(|e| anyhow!("cannot open trace {}: {e}", path.display()))?;
+        TraceReader::new(BufReader::new(file), path.display().to_string())
+    }
+}
+
+impl<R: BufRead> TraceReader<R> {
+    pub fn new(input: R, name: String) -> Result<(TraceHeader, Self)> {
+        let mut reader = TraceReader {
+            input,
+            name,
+            line: 0,
+            buffer: Vec::new(),
+            trailing_bytes: 0,
+            done: false,
+        };
+        let first = reader
+            .next_line()?
+            .ok_or_else(|| anyhow!("{}: empty file, not a trace", reader.name))?;
+        let header: TraceHeader = serde_json::from_slice(&first)
+            .map_err(|e| anyhow!("{}:1: not a trace header ({e})", reader.name))?;
+        if header.format != FORMAT {
+            bail!(
+                "{}:1: format {:?} is not {FORMAT:?}",
+                reader.name,
+                header.format
+            );
+        }
+        if header.version != VERSION {
+            bail!(
+                "{}:1: trace format version {} is not supported (this tracer reads version {VERSION})",
+                reader.name,
+                header.version
+            );
+        }
+        Ok((header, reader))
+    }
+
+    /// The next complete line, without its newline.
+    fn next_line(&mut self) -> Result<Option<Vec<u8>>> {
+        if self.done {
+            return Ok(None);
+        }
+        self.buffer.clear();
+        let read = (&mut self.input)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut self.buffer)
+            .map_err(|e| anyhow!("{}:{}: {e}", self.name, self.line + 1))?;
+        if read == 0 {
+            self.done = true;
+            return Ok(None);
+        }
+        self.line += 1;
+        if self.buffer.last() != Some(&b'\n') {
+            self.done = true;
+            if self.buffer.len() > MAX_LINE {
+                bail!(
+                    "{}:{}: line is longer than {MAX_LINE} bytes",
+                    self.name,
+                    self.line
+                );
+            }
+            self.trailing_bytes = self.buffer.len();
+            return Ok(None);
+        }
+        self.buffer.pop();
+        Ok(Some(std::mem::take(&mut self.buffer)))
+    }
+
+    /// The line number of the last line read (1 is the header).
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl<R: BufRead> Iterator for TraceReader<R> {
+    type Item = Result<Event>;
+
+    fn next(&mut self) -> Option<Result<Event>> {
+        match self.next_line() {
+            Ok(Some(line)) => Some(
+                serde_json::from_slice(&line)
+                    .map_err(|e| anyhow!("{}:{}: {e}", self.name, self.line)),
+            ),
+            Ok(None) => None,
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Lost, LostCounts};
+    use std::io::Cursor;
+
+    fn header() -> TraceHeader {
+        TraceHeader::new(
+            "host".into(),
+            "6.18".into(),
+            "boot".into(),
+            10,
+            20,
+            10_000_000,
+        )
+    }
+
+    fn lost(ts: u64) -> Event {
+        Event::Lost(Lost {
+            ts,
+            pid: 0,
+            start_time: 0,
+            count: 1,
+            by_kind: LostCounts {
+                exec: 1,
+                ..Default::default()
+            },
+        })
+    }
+
+    fn text(lines: &[String]) -> Vec<u8> {
+        lines
+            .iter()
+            .flat_map(|l| format!("{l}\n").into_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn writes_private_files_and_reads_them_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut writer = TraceWriter::create(&path).unwrap();
+        writer.write_header(&header()).unwrap();
+        writer.write_event(&lost(11)).unwrap();
+        writer.finish().unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+
+        let (read_header, reader) = TraceReader::open(&path).unwrap();
+        assert_eq!(read_header, header());
+        let events: Vec<Event> = reader.map(Result::unwrap).collect();
+        assert_eq!(events, [lost(11)]);
+    }
+
+    #[test]
+    fn refuses_a_symlink_at_the_output_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let error = TraceWriter::create(&link).err().unwrap().to_string();
+        assert!(error.contains("symlink"), "{error}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+    }
+
+    #[test]
+    fn errors_name_the_file_and_line() {
+        let head = serde_json::to_string(&header()).unwrap();
+        let good = serde_json::to_string(&lost(1)).unwrap();
+        let input = text(&[head.clone(), good, r#"{"event":"exit","ts":"soon"}"#.into()]);
+        let (_, mut reader) = TraceReader::new(Cursor::new(input), "t.jsonl".into()).unwrap();
+        assert!(reader.next().unwrap().is_ok());
+        let error = reader.next().unwrap().unwrap_err().to_string();
+        assert!(error.starts_with("t.jsonl:3: "), "{error}");
+
+        let error = TraceReader::new(Cursor::new(b"garbage\n".to_vec()), "g".into())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.starts_with("g:1: not a trace header"), "{error}");
+
+        let future = head.replace("\"version\":1", "\"version\":99");
+        let error = TraceReader::new(Cursor::new(text(&[future])), "f".into())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("version 99 is not supported"), "{error}");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_counted_not_parsed() {
+        let head = serde_json::to_string(&header()).unwrap();
+        let good = serde_json::to_string(&lost(1)).unwrap();
+        let mut input = text(&[head, good]);
+        input.extend_from_slice(br#"{"event":"lo"#);
+        let (_, mut reader) = TraceReader::new(Cursor::new(input), "t".into()).unwrap();
+        assert!(reader.next().unwrap().is_ok());
+        assert!(reader.next().is_none());
+        assert_eq!(reader.trailing_bytes, 12);
+    }
+
+    #[test]
+    fn an_overlong_line_is_an_error_not_an_allocation() {
+        let head = serde_json::to_string(&header()).unwrap();
+        let mut input = text(&[head]);
+        input.extend(std::iter::repeat_n(b'x', MAX_LINE + 10));
+        input.push(b'\n');
+        let (_, mut reader) = TraceReader::new(Cursor::new(input), "t".into()).unwrap();
+        let error = reader.next().unwrap().unwrap_err().to_string();
+        assert!(error.contains("t:2: line is longer than"), "{error}");
+        assert!(reader.next().is_none());
+    }
+}
