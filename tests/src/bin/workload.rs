@@ -1,0 +1,466 @@
+//! Builds exact process trees for the tracer's tests and benchmarks, then prints one JSON line
+//! saying what it created (pids, counts): the ground truth a test asserts the tracer against.
+//!
+//! Every scenario waits for everything it started, grandchildren and orphans included, before
+//! it exits: once the caller has reaped this process, all of its events have happened.
+
+use std::ffi::{CStr, CString};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+use nix::sys::prctl;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitStatus, wait, waitpid};
+use nix::unistd::{ForkResult, Pid, execv, getpid, gettid, pipe};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    name = "tracer-workload",
+    about = "Builds process trees for the tracer's tests"
+)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Fork a child that execs `sh -c "exit CODE"`.
+    ForkExecExit {
+        #[arg(long, default_value_t = 3)]
+        code: i32,
+    },
+    /// Fork a sleeper, then a sibling that SIGKILLs it.
+    SiblingKill,
+    /// Start and stop COUNT threads, at most ten at a time.
+    Threads {
+        #[arg(long, default_value_t = 50)]
+        count: usize,
+    },
+    /// Double fork: the middle process exits and the grandchild is orphaned.
+    DoubleFork {
+        /// Become a child subreaper first (PR_SET_CHILD_SUBREAPER).
+        #[arg(long)]
+        subreaper: bool,
+    },
+    /// Double fork inside a new pid namespace: the namespace's init adopts the orphan.
+    PidnsDoubleFork,
+    /// A non-leader thread execs `sh -c "exit 0"`.
+    ThreadExec,
+    /// Rewrite the argument area to TITLE and comm to its first 15 bytes, as setproctitle
+    /// does, then wait for standard input to close.
+    Rename {
+        #[arg(long)]
+        title: String,
+        /// Room for the title: the argument area is as long as the original arguments.
+        #[arg(long, default_value = "")]
+        pad: String,
+    },
+    /// parent → child → grandchild, all alive until standard input closes.
+    Hold,
+    /// COUNT fork + exec(PROGRAM) + exit, PARALLEL children at a time.
+    Burst {
+        #[arg(long)]
+        count: u64,
+        #[arg(long, default_value = "/bin/true")]
+        program: String,
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+    },
+}
+
+fn fork() -> Result<ForkResult> {
+    // SAFETY: every scenario forks while single-threaded (the thread scenarios never fork), so
+    // the child may run arbitrary code.
+    unsafe { nix::unistd::fork() }.context("fork failed")
+}
+
+fn report(value: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+/// Blocks until every write end of the pipe is closed.
+fn wait_for_eof(read_end: OwnedFd) {
+    let _ = File::from(read_end).read_to_end(&mut Vec::new());
+}
+
+fn wait_for_stdin_eof() {
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
+
+fn exec_sh(script: &str) -> ! {
+    let argv = [
+        c"sh".to_owned(),
+        c"-c".to_owned(),
+        CString::new(script).unwrap(),
+    ];
+    let _ = execv(c"/bin/sh", &argv);
+    std::process::exit(127)
+}
+
+fn pid_json(pid: Pid) -> serde_json::Value {
+    json!(pid.as_raw())
+}
+
+/// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`.
+fn stat_field(pid: &str, n: usize) -> Result<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("no /proc/{pid}/stat"))?;
+    let rest = &text[text.rfind(')').context("bad stat")? + 1..];
+    rest.split_ascii_whitespace()
+        .nth(n - 3)
+        .map(str::to_owned)
+        .context("short stat")
+}
+
+fn ppid_of(pid: Pid) -> Result<i32> {
+    Ok(stat_field(&pid.to_string(), 4)?.parse()?)
+}
+
+/// Live processes whose parent is `parent`, from /proc.
+fn children_of(parent: Pid) -> Vec<i32> {
+    let mut children: Vec<i32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| ppid_of(Pid::from_raw(pid)).ok() == Some(parent.as_raw()))
+        .collect();
+    children.sort_unstable();
+    children
+}
+
+fn exit_code(status: WaitStatus) -> serde_json::Value {
+    match status {
+        WaitStatus::Exited(_, code) => json!({ "code": code }),
+        WaitStatus::Signaled(_, signal, core) => json!({ "signal": signal as i32, "core": core }),
+        other => json!({ "other": format!("{other:?}") }),
+    }
+}
+
+fn fork_exec_exit(code: i32) -> Result<()> {
+    match fork()? {
+        ForkResult::Child => exec_sh(&format!("exit {code}")),
+        ForkResult::Parent { child } => {
+            let status = waitpid(child, None)?;
+            report(json!({
+                "parent": pid_json(getpid()),
+                "child": pid_json(child),
+                "status": exit_code(status),
+            }));
+            Ok(())
+        }
+    }
+}
+
+fn sibling_kill() -> Result<()> {
+    let victim = match fork()? {
+        ForkResult::Child => loop {
+            nix::unistd::pause();
+        },
+        ForkResult::Parent { child } => child,
+    };
+    let killer = match fork()? {
+        ForkResult::Child => {
+            let code = if kill(victim, Signal::SIGKILL).is_ok() {
+                0
+            } else {
+                1
+            };
+            std::process::exit(code)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    let killer_status = waitpid(killer, None)?;
+    let victim_status = waitpid(victim, None)?;
+    report(json!({
+        "parent": pid_json(getpid()),
+        "victim": pid_json(victim),
+        "killer": pid_json(killer),
+        "victim_status": exit_code(victim_status),
+        "killer_status": exit_code(killer_status),
+    }));
+    Ok(())
+}
+
+fn threads(count: usize) -> Result<()> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let mut running = std::collections::VecDeque::new();
+    for _ in 0..count {
+        if running.len() >= 10
+            && let Some(handle) = running.pop_front()
+        {
+            let _ = std::thread::JoinHandle::join(handle);
+        }
+        let sender = sender.clone();
+        running.push_back(std::thread::spawn(move || {
+            let _ = sender.send(gettid().as_raw());
+            std::thread::sleep(Duration::from_millis(2));
+        }));
+    }
+    for handle in running {
+        let _ = handle.join();
+    }
+    drop(sender);
+    let tids: Vec<i32> = receiver.iter().collect();
+    report(json!({ "pid": pid_json(getpid()), "tids": tids }));
+    Ok(())
+}
+
+/// The kernel reparents orphans before their old parent can be reaped; waits out the case
+/// where /proc is read in between anyway.
+fn settled_ppid(pid: Pid, old_parent: Pid) -> Result<i32> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ppid = ppid_of(pid)?;
+        if ppid != old_parent.as_raw() || Instant::now() > deadline {
+            return Ok(ppid);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn double_fork(subreaper: bool) -> Result<()> {
+    if subreaper {
+        prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER failed")?;
+    }
+    // The grandchild lives until `hold` closes; `done` closes when it exits.
+    let (hold_read, hold_write) = pipe()?;
+    let (done_read, done_write) = pipe()?;
+    let (ready_read, ready_write) = pipe()?;
+    let middle = match fork()? {
+        ForkResult::Child => {
+            drop((hold_write, done_read, ready_read));
+            match fork()? {
+                ForkResult::Child => {
+                    drop(ready_write);
+                    wait_for_eof(hold_read);
+                    drop(done_write);
+                    std::process::exit(0)
+                }
+                ForkResult::Parent { child } => {
+                    let _ = File::from(ready_write).write_all(&child.as_raw().to_ne_bytes());
+                    std::process::exit(0)
+                }
+            }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((hold_read, done_write, ready_write));
+    let mut bytes = [0u8; 4];
+    File::from(ready_read).read_exact(&mut bytes)?;
+    let grandchild = Pid::from_raw(i32::from_ne_bytes(bytes));
+    let middle_status = waitpid(middle, None)?;
+    let observed_ppid = settled_ppid(grandchild, middle)?;
+    drop(hold_write);
+    wait_for_eof(done_read);
+    if subreaper {
+        waitpid(grandchild, None)?;
+    }
+    report(json!({
+        "parent": pid_json(getpid()),
+        "middle": pid_json(middle),
+        "grandchild": pid_json(grandchild),
+        "observed_ppid": observed_ppid,
+        "middle_status": exit_code(middle_status),
+    }));
+    Ok(())
+}
+
+fn pidns_double_fork() -> Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)
+        .context("cannot create a pid namespace (needs root)")?;
+    let (hold_read, hold_write) = pipe()?;
+    let (ready_read, ready_write) = pipe()?;
+    let init = match fork()? {
+        // pid 1 of the new namespace.
+        ForkResult::Child => {
+            drop(ready_read);
+            let middle = match fork()? {
+                ForkResult::Child => {
+                    drop((hold_write, ready_write));
+                    match fork()? {
+                        ForkResult::Child => {
+                            wait_for_eof(hold_read);
+                            std::process::exit(0)
+                        }
+                        ForkResult::Parent { .. } => std::process::exit(0),
+                    }
+                }
+                ForkResult::Parent { child } => child,
+            };
+            drop((hold_read, hold_write));
+            let _ = waitpid(middle, None);
+            let _ = File::from(ready_write).write_all(b"1");
+            // Reap the adopted grandchild, then leave.
+            while wait().is_ok() {}
+            std::process::exit(0)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((hold_read, ready_write));
+    File::from(ready_read).read_exact(&mut [0u8; 1])?;
+    let adopted = children_of(init);
+    let [grandchild] = adopted[..] else {
+        bail!("expected one process adopted by the namespace init, found {adopted:?}");
+    };
+    let observed_ppid = ppid_of(Pid::from_raw(grandchild))?;
+    drop(hold_write);
+    let init_status = waitpid(init, None)?;
+    report(json!({
+        "parent": pid_json(getpid()),
+        "init": pid_json(init),
+        "grandchild": grandchild,
+        "observed_ppid": observed_ppid,
+        "init_status": exit_code(init_status),
+    }));
+    Ok(())
+}
+
+fn thread_exec() -> Result<()> {
+    let pid = getpid();
+    let handle = std::thread::spawn(move || {
+        report(json!({ "pid": pid_json(pid), "tid": gettid().as_raw() }));
+        exec_sh("exit 0")
+    });
+    let _ = handle.join();
+    bail!("exec from a thread returned")
+}
+
+fn rename(title: &str) -> Result<()> {
+    let pid = getpid().to_string();
+    let arg_start: u64 = stat_field(&pid, 48)?.parse()?;
+    let arg_end: u64 = stat_field(&pid, 49)?.parse()?;
+    let room = (arg_end - arg_start) as usize;
+    if title.len() + 1 > room {
+        bail!(
+            "title of {} bytes does not fit {room} bytes of arguments: pass a longer --pad",
+            title.len()
+        );
+    }
+    let mut area = vec![0u8; room];
+    area[..title.len()].copy_from_slice(title.as_bytes());
+    let mut memory = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/mem")
+        .context("cannot open /proc/self/mem")?;
+    memory.seek(SeekFrom::Start(arg_start))?;
+    memory
+        .write_all(&area)
+        .context("cannot rewrite the argument area")?;
+    let comm: Vec<u8> = title.bytes().take(15).collect();
+    let comm = CString::new(comm).context("title has a NUL byte")?;
+    prctl::set_name(&comm).context("PR_SET_NAME failed")?;
+    report(json!({
+        "pid": pid_json(getpid()),
+        "title": title,
+        "comm": comm.to_string_lossy(),
+    }));
+    wait_for_stdin_eof();
+    Ok(())
+}
+
+fn hold() -> Result<()> {
+    let (hold_read, hold_write) = pipe()?;
+    let (ready_read, ready_write) = pipe()?;
+    let child = match fork()? {
+        ForkResult::Child => {
+            drop((hold_write, ready_read));
+            let grandchild = match fork()? {
+                ForkResult::Child => {
+                    drop(ready_write);
+                    wait_for_eof(hold_read);
+                    std::process::exit(0)
+                }
+                ForkResult::Parent { child } => child,
+            };
+            let _ = File::from(ready_write).write_all(&grandchild.as_raw().to_ne_bytes());
+            wait_for_eof(hold_read);
+            let _ = waitpid(grandchild, None);
+            std::process::exit(0)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((hold_read, ready_write));
+    let mut bytes = [0u8; 4];
+    File::from(ready_read).read_exact(&mut bytes)?;
+    report(json!({
+        "parent": pid_json(getpid()),
+        "child": pid_json(child),
+        "grandchild": i32::from_ne_bytes(bytes),
+    }));
+    wait_for_stdin_eof();
+    drop(hold_write);
+    waitpid(child, None)?;
+    Ok(())
+}
+
+fn burst(count: u64, program: &str, parallel: usize) -> Result<()> {
+    let path = CString::new(program)?;
+    let argv: [&CStr; 1] = [&path];
+    let started = Instant::now();
+    let (mut forks, mut execs, mut exits, mut running) = (0u64, 0u64, 0u64, 0usize);
+    while forks < count || running > 0 {
+        while running < parallel.max(1) && forks < count {
+            match fork()? {
+                ForkResult::Child => {
+                    let _ = execv(&path, &argv);
+                    std::process::exit(127)
+                }
+                ForkResult::Parent { .. } => {
+                    forks += 1;
+                    running += 1;
+                }
+            }
+        }
+        let status = wait()?;
+        running -= 1;
+        exits += 1;
+        // A child that could not exec exits with 127; /bin/true exits with 0.
+        if matches!(status, WaitStatus::Exited(_, 0)) {
+            execs += 1;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    report(json!({
+        "root": pid_json(getpid()),
+        "forks": forks,
+        "execs": execs,
+        "exits": exits,
+        "seconds": seconds,
+        "per_second": forks as f64 / seconds,
+    }));
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.scenario {
+        Scenario::ForkExecExit { code } => fork_exec_exit(code),
+        Scenario::SiblingKill => sibling_kill(),
+        Scenario::Threads { count } => threads(count),
+        Scenario::DoubleFork { subreaper } => double_fork(subreaper),
+        Scenario::PidnsDoubleFork => pidns_double_fork(),
+        Scenario::ThreadExec => thread_exec(),
+        Scenario::Rename { title, pad: _ } => rename(&title),
+        Scenario::Hold => hold(),
+        Scenario::Burst {
+            count,
+            program,
+            parallel,
+        } => burst(count, &program, parallel),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tracer-workload: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! End-to-end tests live in `tests/`; the workload generator in `src/bin/workload.rs`.

@@ -1,0 +1,608 @@
+//! End-to-end tests against the real kernel: each loads the eBPF probes through the `tracer`
+//! program, builds a known process tree with the workload generator, and asserts on what the
+//! tracer recorded. They need root and fail (never skip) without it.
+
+mod support;
+
+use std::collections::HashSet;
+use std::os::unix::process::CommandExt as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{Held, Recording, TRACER, Trace, kernel_test, pid, wait_bounded, workload};
+use tracer::event::{Event, ReparentSource, SignalResult};
+use tracer::host;
+use tracer::ingest::Pipeline;
+use tracer::live::{self, LiveOptions};
+use tracer::model::Model;
+use tracer::replay::replay;
+use tracer::sink::{NullSink, RecordSink};
+use tracer::trace::TraceWriter;
+
+#[test]
+fn fork_exec_exit_is_recorded_with_parent_filename_and_code() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    let report = workload(&["fork-exec-exit", "--code", "3"]);
+    let trace = recording.stop();
+    let (parent, child) = (pid(&report, "parent"), pid(&report, "child"));
+
+    let start = trace.only(
+        "start of the child",
+        trace.starts().filter(|s| s.pid == child),
+    );
+    assert_eq!(start.ppid, parent);
+    let parent_start = trace.only(
+        "start of the parent",
+        trace.starts().filter(|s| s.pid == parent),
+    );
+    assert_eq!(start.parent_start_time, parent_start.start_time);
+
+    let exec = trace.only(
+        "exec of the child",
+        trace.execs().filter(|e| e.pid == child),
+    );
+    assert_eq!(exec.filename, "/bin/sh");
+    assert_eq!(exec.cmdline, ["sh", "-c", "exit 3"]);
+    assert_eq!(exec.ppid, parent);
+    assert_eq!(
+        exec.start_time, start.start_time,
+        "exec keeps the process identity"
+    );
+
+    let exit = trace.only(
+        "exit of the child",
+        trace.exits().filter(|e| e.pid == child),
+    );
+    assert_eq!(
+        (exit.exit_code, exit.signal, exit.core_dumped),
+        (Some(3), None, false)
+    );
+    assert_eq!(exit.start_time, start.start_time);
+    assert!(start.ts <= exec.ts && exec.ts <= exit.ts);
+}
+
+#[test]
+fn sigkill_from_a_sibling_names_the_sender() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    let report = workload(&["sibling-kill"]);
+    let trace = recording.stop();
+    let (victim, killer) = (pid(&report, "victim"), pid(&report, "killer"));
+    assert_eq!(report["victim_status"]["signal"], 9);
+
+    let exit = trace.only(
+        "exit of the victim",
+        trace.exits().filter(|e| e.pid == victim),
+    );
+    assert_eq!((exit.exit_code, exit.signal), (None, Some(9)));
+    let signal = trace.only(
+        "SIGKILL to the victim",
+        trace
+            .signals()
+            .filter(|s| s.target_pid == victim && s.sig == 9),
+    );
+    assert_eq!(signal.sender_pid, killer);
+    assert_eq!(signal.result, SignalResult::Delivered);
+    assert_eq!(signal.code, 0, "kill(2) from userspace is SI_USER");
+    let killer_start = trace.only(
+        "start of the killer",
+        trace.starts().filter(|s| s.pid == killer),
+    );
+    assert_eq!(signal.sender_start_time, killer_start.start_time);
+    assert!(signal.ts <= exit.ts);
+}
+
+#[test]
+fn threads_never_show_up_as_processes() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    let report = workload(&["threads", "--count", "50"]);
+    let trace = recording.stop();
+    let process = pid(&report, "pid");
+    let tids: HashSet<u32> = report["tids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(tids.len(), 50, "the workload ran 50 distinct threads");
+    assert!(!tids.contains(&process));
+
+    trace.only(
+        "start of the process",
+        trace.starts().filter(|s| s.pid == process),
+    );
+    trace.only(
+        "exit of the process",
+        trace.exits().filter(|e| e.pid == process),
+    );
+    assert_eq!(trace.starts().filter(|s| s.ppid == process).count(), 0);
+    for event in &trace.events {
+        assert!(
+            !tids.contains(&event.key().pid),
+            "a thread appeared as a process: {event:?}"
+        );
+    }
+}
+
+#[test]
+fn double_fork_under_a_subreaper_is_reparented_and_orphaned() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    let report = workload(&["double-fork", "--subreaper"]);
+    let trace = recording.stop();
+    let (subreaper, middle, grandchild) = (
+        pid(&report, "parent"),
+        pid(&report, "middle"),
+        pid(&report, "grandchild"),
+    );
+    assert_eq!(
+        pid(&report, "observed_ppid"),
+        subreaper,
+        "the kernel's own answer"
+    );
+
+    let exit = trace.only(
+        "exit of the middle",
+        trace.exits().filter(|e| e.pid == middle),
+    );
+    assert_eq!(exit.reaper_pid, subreaper);
+    let reparent = trace.only(
+        "reparent of the grandchild",
+        trace.reparents().filter(|r| r.pid == grandchild),
+    );
+    assert_eq!(
+        (reparent.old_ppid, reparent.new_ppid, reparent.source),
+        (middle, subreaper, ReparentSource::Exit)
+    );
+
+    // Replayed up to just before the orphan exits: it is marked, and its lineage goes
+    // through its exited parent.
+    let orphan_exit = trace.only(
+        "exit of the grandchild",
+        trace.exits().filter(|e| e.pid == grandchild),
+    );
+    let (pipeline, _, _) = replay(trace.path(), Some(orphan_exit.ts - 1), NullSink).unwrap();
+    let model = &pipeline.model;
+    let index = model
+        .live_index(grandchild)
+        .expect("the orphan is alive then");
+    let orphan = model.get(index);
+    assert_eq!(orphan.ppid, subreaper);
+    assert_eq!(orphan.original_ppid, middle);
+    let orphaning = orphan.orphaned.as_ref().expect("marked orphaned");
+    assert_eq!(orphaning.parent.pid, middle);
+    let lineage: Vec<u32> = model.lineage(index).map(|(_, p)| p.key.pid).collect();
+    assert_eq!(lineage[..2], [middle, subreaper]);
+    assert!(
+        model.lineage(index).next().unwrap().1.exit.is_some(),
+        "the parent is a tombstone"
+    );
+}
+
+#[test]
+fn double_fork_in_a_pid_namespace_is_adopted_by_its_init() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    let report = workload(&["pidns-double-fork"]);
+    let trace = recording.stop();
+    let (init, grandchild) = (pid(&report, "init"), pid(&report, "grandchild"));
+    assert_eq!(pid(&report, "observed_ppid"), init);
+
+    let middle = trace
+        .only(
+            "the middle process",
+            trace.starts().filter(|s| s.ppid == init),
+        )
+        .pid;
+    let start = trace.only(
+        "start of the grandchild",
+        trace.starts().filter(|s| s.pid == grandchild),
+    );
+    assert_eq!(start.ppid, middle);
+    let exit = trace.only(
+        "exit of the middle",
+        trace.exits().filter(|e| e.pid == middle),
+    );
+    assert_eq!(exit.reaper_pid, init, "host pid of the namespace's init");
+    let reparent = trace.only(
+        "reparent",
+        trace.reparents().filter(|r| r.pid == grandchild),
+    );
+    assert_eq!((reparent.old_ppid, reparent.new_ppid), (middle, init));
+    // The init's own exit: it was its namespace's reaper, so it names itself.
+    let init_exit = trace.only("exit of the init", trace.exits().filter(|e| e.pid == init));
+    assert_eq!(init_exit.reaper_pid, init);
+}
+
+#[test]
+fn double_fork_without_a_subreaper_goes_where_the_kernel_says() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    let report = workload(&["double-fork"]);
+    let trace = recording.stop();
+    let (middle, grandchild) = (pid(&report, "middle"), pid(&report, "grandchild"));
+    // PID 1, or a subreaper above the test (a service manager): whichever the kernel chose.
+    let observed = pid(&report, "observed_ppid");
+    assert_ne!(observed, pid(&report, "parent"));
+    let reparent = trace.only(
+        "reparent",
+        trace.reparents().filter(|r| r.pid == grandchild),
+    );
+    assert_eq!((reparent.old_ppid, reparent.new_ppid), (middle, observed));
+    // And no /proc correction was needed.
+    assert!(trace.reparents().all(|r| r.source == ReparentSource::Exit));
+}
+
+#[test]
+fn exec_from_a_non_leader_thread_keeps_the_process() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    let report = workload(&["thread-exec"]);
+    let trace = recording.stop();
+    let (process, tid) = (pid(&report, "pid"), pid(&report, "tid"));
+    assert_ne!(process, tid);
+
+    let start = trace.only("start", trace.starts().filter(|s| s.pid == process));
+    let execs: Vec<_> = trace.execs().filter(|e| e.pid == process).collect();
+    // The workload program itself, then sh from the thread.
+    let from_thread = execs.last().expect("an exec");
+    assert_eq!(from_thread.old_pid, tid);
+    assert_eq!(from_thread.filename, "/bin/sh");
+    assert_eq!(
+        from_thread.start_time, start.start_time,
+        "same process after all"
+    );
+    let exit = trace.only("exit", trace.exits().filter(|e| e.pid == process));
+    assert_eq!(exit.exit_code, Some(0));
+    assert!(
+        exit.ts > from_thread.ts,
+        "the old leader's death was not a process exit"
+    );
+    assert!(trace.events.iter().all(|e| e.key().pid != tid));
+}
+
+#[test]
+fn a_setproctitle_rename_shows_the_full_title() {
+    let _kernel = kernel_test();
+    let title = "[celeryd: w1@host:ForkPoolWorker-3] lineage test title";
+    let padding = "p".repeat(title.len() + 8);
+    let recording = Recording::start(&[]);
+    let held = Held::start(&["rename", "--title", title, "--pad", &padding]);
+    let process = held.pid();
+    held.release();
+    let trace = recording.stop();
+
+    let rename = trace.only("rename", trace.renames().filter(|r| r.pid == process));
+    assert_eq!(rename.comm, "[celeryd: w1@ho", "comm is the first 15 bytes");
+    assert_eq!(rename.cmdline.as_deref(), Some(&[title.to_owned()][..]));
+    // The exec of the workload itself reports its comm; it is not a rename.
+    assert_eq!(trace.renames().filter(|r| r.pid == process).count(), 1);
+
+    let exit = trace.only("exit", trace.exits().filter(|e| e.pid == process));
+    let (pipeline, _, _) = replay(trace.path(), Some(exit.ts - 1), NullSink).unwrap();
+    let shown = pipeline
+        .model
+        .live(process)
+        .expect("alive before its exit")
+        .title();
+    assert_eq!(
+        shown, title,
+        "the tree shows the full title, not the 15-byte comm"
+    );
+}
+
+#[test]
+fn processes_started_before_the_tracer_are_in_the_snapshot() {
+    let _kernel = kernel_test();
+    let held = Held::start(&["hold"]);
+    let (parent, child, grandchild) = (
+        pid(&held.report, "parent"),
+        pid(&held.report, "child"),
+        pid(&held.report, "grandchild"),
+    );
+    let recording = Recording::start(&[]);
+    held.release();
+    let trace = recording.stop();
+
+    let snapshot = |p: u32| trace.only("snapshot", trace.snapshots().filter(|s| s.pid == p));
+    assert_eq!(snapshot(child).ppid, parent);
+    assert_eq!(snapshot(grandchild).ppid, child);
+    assert_eq!(snapshot(parent).ppid, std::process::id());
+    assert!(snapshot(child).cmdline.iter().any(|a| a == "hold"));
+    // Their exits, seen live, match the snapshot identities at tick precision.
+    let tick = trace.header.clock_tick_ns;
+    for p in [parent, child, grandchild] {
+        let exit = trace.only("exit", trace.exits().filter(|e| e.pid == p));
+        assert_eq!(exit.start_time / tick, snapshot(p).start_time / tick);
+    }
+    assert_eq!(
+        trace
+            .starts()
+            .filter(|s| [parent, child, grandchild].contains(&s.pid))
+            .count(),
+        0
+    );
+}
+
+/// Runs a burst of COUNT fork+exec+exit under a recording. With `stall`, the tracer is
+/// stopped (SIGSTOP) for the burst, as if descheduled, so that its ring buffer fills.
+fn burst(ring_buffer: &str, count: u64, stall: bool) -> (Trace, serde_json::Value) {
+    let recording = Recording::start(&["--ring-buffer", ring_buffer]);
+    if stall {
+        recording.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+    let report = workload(&[
+        "burst",
+        "--count",
+        &count.to_string(),
+        "--parallel",
+        "8",
+        "--program",
+        "/bin/true",
+    ]);
+    if stall {
+        recording.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+    (recording.stop(), report)
+}
+
+struct Accounting {
+    starts: u64,
+    execs: u64,
+    exits: u64,
+}
+
+fn account(trace: &Trace, root: u32) -> Accounting {
+    let children: HashSet<u32> = trace
+        .starts()
+        .filter(|s| s.ppid == root)
+        .map(|s| s.pid)
+        .collect();
+    Accounting {
+        starts: trace.starts().filter(|s| s.ppid == root).count() as u64,
+        execs: trace
+            .execs()
+            .filter(|e| e.ppid == root && e.filename == "/bin/true")
+            .count() as u64,
+        exits: trace
+            .exits()
+            .filter(|e| e.ppid == root && (children.contains(&e.pid) || e.comm == "true"))
+            .count() as u64,
+    }
+}
+
+#[test]
+fn a_burst_of_20000_processes_is_fully_accounted() {
+    let _kernel = kernel_test();
+    let count = 20_000;
+    let (trace, report) = burst("32M", count, false);
+    for field in ["forks", "execs", "exits"] {
+        assert_eq!(report[field], count, "the workload's own count of {field}");
+    }
+    let root = pid(&report, "root");
+    let seen = account(&trace, root);
+    let lost = trace.lost();
+    println!(
+        "burst: {count} processes at {:.0}/s; captured starts {} execs {} exits {}; lost {lost:?}",
+        report["per_second"].as_f64().unwrap(),
+        seen.starts,
+        seen.execs,
+        seen.exits
+    );
+    assert_eq!(seen.starts + lost.process_start, count, "process_start");
+    assert_eq!(seen.execs + lost.exec, count, "exec");
+    assert_eq!(seen.exits + lost.exit, count, "exit");
+    assert_eq!(
+        lost.total(),
+        0,
+        "the default ring buffer keeps up with this burst"
+    );
+}
+
+#[test]
+fn a_tiny_ring_buffer_loses_records_and_counts_every_one() {
+    let _kernel = kernel_test();
+    let count = 3_000;
+    let (trace, report) = burst("4K", count, true);
+    let seen = account(&trace, pid(&report, "root"));
+    let lost = trace.lost();
+    println!(
+        "tiny ring: captured starts {} execs {} exits {}; lost {lost:?}",
+        seen.starts, seen.execs, seen.exits
+    );
+    assert!(
+        lost.total() > 0,
+        "a stalled 4 KiB ring buffer cannot hold this burst"
+    );
+    assert!(trace.events.iter().any(|e| matches!(e, Event::Lost(_))));
+    // The lost counters cover the whole host, so other processes' losses can add to them.
+    for (what, seen, lost) in [
+        ("process_start", seen.starts, lost.process_start),
+        ("exec", seen.execs, lost.exec),
+        ("exit", seen.exits, lost.exit),
+    ] {
+        assert!(seen <= count, "{what}: captured more than generated");
+        assert!(
+            seen + lost >= count,
+            "{what}: {seen} captured + {lost} lost < {count}"
+        );
+    }
+    assert!(
+        trace.stderr.contains("KERNEL RECORDS LOST"),
+        "{}",
+        trace.stderr
+    );
+}
+
+#[test]
+fn record_then_replay_rebuilds_the_live_tree() {
+    let _kernel = kernel_test();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.jsonl");
+    let mut pipeline = Pipeline::new(
+        Model::new(host::clock_tick_ns()),
+        RecordSink::new(TraceWriter::create(&path).unwrap()),
+    );
+    let (ready_sender, ready) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let held = std::thread::scope(|scope| {
+        let capture = scope.spawn(|| {
+            runtime.block_on(live::run(
+                &LiveOptions::default(),
+                &mut pipeline,
+                async {
+                    let _ = stopped.await;
+                },
+                move |_| {
+                    let _ = ready_sender.send(());
+                },
+            ))
+        });
+        ready
+            .recv_timeout(Duration::from_secs(60))
+            .expect("capture ready");
+        // A tree still alive at the end, one that came and went, and an orphan.
+        let held = Held::start(&["hold"]);
+        workload(&["fork-exec-exit", "--code", "0"]);
+        workload(&["double-fork", "--subreaper"]);
+        stop.send(()).unwrap();
+        capture.join().unwrap().expect("capture ran");
+        held
+    });
+
+    let live = pipeline.model.view();
+    let (replayed, _, summary) = replay(&path, None, NullSink).unwrap();
+    assert_eq!(summary.trailing_bytes, 0);
+    assert_eq!(
+        replayed.model.view(),
+        live,
+        "replay rebuilds exactly the live tree"
+    );
+
+    // And the live tree is the host's: the held processes sit where /proc says they do.
+    for field in ["parent", "child", "grandchild"] {
+        let p = pid(&held.report, field);
+        let process = pipeline
+            .model
+            .live(p)
+            .unwrap_or_else(|| panic!("{field} {p} is live"));
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
+        let ppid: u32 = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(process.ppid, ppid, "{field}");
+    }
+    held.release();
+}
+
+#[test]
+fn watch_streams_one_line_per_event_without_a_terminal() {
+    let _kernel = kernel_test();
+    let mut watch = Command::new(TRACER)
+        .args(["watch"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let output = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
+    let stderr = watch.stderr.take().unwrap();
+    let (lines_sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_sender.send(line);
+        }
+    });
+    let ready = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("watch starts");
+    assert!(ready.starts_with("tracer: watching"), "{ready}");
+
+    let report = workload(&["fork-exec-exit", "--code", "3"]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watch.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = wait_bounded(&mut watch, Duration::from_secs(60), "tracer watch");
+    assert!(status.success());
+    let text = output.join().unwrap();
+    let child = pid(&report, "child");
+    assert!(
+        text.lines()
+            .any(|l| l.contains(&format!("exec     {child} sh -c exit 3"))),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains(&format!("exit     {child} [sh] exit code 3"))),
+        "{text}"
+    );
+    assert!(
+        !text.contains("snapshot "),
+        "the starting state is not streamed"
+    );
+    assert!(text.lines().last().unwrap().starts_with("tracer watch: "));
+}
+
+#[test]
+fn doctor_passes_on_this_host() {
+    let _kernel = kernel_test();
+    let output = Command::new(TRACER).arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    for check in ["kernel", "privileges", "btf", "ring buffer", "probes"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("ok") && l[9..].starts_with(check)),
+            "{check}: {text}"
+        );
+    }
+}
+
+#[test]
+fn without_privileges_the_tracer_refuses_in_one_line() {
+    let _kernel = kernel_test();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let output = Command::new(TRACER)
+        .args(["record", "--output"])
+        .arg(dir.path().join("t.jsonl"))
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("needs root"), "{stderr}");
+    assert!(
+        !dir.path().join("t.jsonl").exists(),
+        "no empty trace is left behind"
+    );
+    let doctor = Command::new(TRACER)
+        .arg("doctor")
+        .uid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(doctor.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&doctor.stdout).contains("missing  privileges"));
+}

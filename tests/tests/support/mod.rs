@@ -1,0 +1,341 @@
+//! Shared harness of the kernel tests: run the real `tracer` program and the workload
+//! generator, and read back what was recorded.
+//!
+//! Determinism without sleeps: a workload reaps everything it starts before it exits, and the
+//! probes write each record from inside the traced process before it can be reaped. So once
+//! the test has reaped the workload, all of its records are in the ring buffer, and the final
+//! drain that follows SIGINT puts them in the trace.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tracer::event::{
+    Event, Exec, Exit, LostCounts, ProcessStart, Rename, Reparent, Signal, Snapshot,
+};
+use tracer::trace::{TraceHeader, TraceReader};
+
+pub const TRACER: &str = env!("CARGO_BIN_EXE_tracer-e2e");
+pub const WORKLOAD: &str = env!("CARGO_BIN_EXE_tracer-workload");
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+static KERNEL: Mutex<()> = Mutex::new(());
+
+/// Kernel tests share the host's process table and its lost-record counters: one at a time.
+/// Also refuses to run (failing, never skipping) without the privileges the probes need.
+pub fn kernel_test() -> MutexGuard<'static, ()> {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "kernel tests load the eBPF probes and need root: run `cargo xtask test` as root"
+    );
+    KERNEL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Waits for a child with a deadline; kills it and panics past the deadline.
+pub fn wait_bounded(child: &mut Child, timeout: Duration, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Collects a child's stderr in the background; lines also go to a channel.
+fn capture_stderr(child: &mut Child) -> (Arc<Mutex<String>>, mpsc::Receiver<String>) {
+    let stderr = child.stderr.take().expect("piped stderr");
+    let text = Arc::new(Mutex::new(String::new()));
+    let (sender, receiver) = mpsc::channel();
+    let sink = Arc::clone(&text);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&format!("{line}\n"));
+            let _ = sender.send(line);
+        }
+    });
+    (text, receiver)
+}
+
+fn wait_for_line(receiver: &mpsc::Receiver<String>, needle: &str, log: &Mutex<String>) {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match receiver.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return,
+            Ok(_) => {}
+            Err(_) => panic!(
+                "no {needle:?} line within {READY_TIMEOUT:?}; stderr:\n{}",
+                log.lock().unwrap()
+            ),
+        }
+    }
+}
+
+/// A running `tracer record`.
+pub struct Recording {
+    child: Child,
+    path: PathBuf,
+    stderr: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Recording {
+    /// Starts recording and returns once the tracer says it is attached and bootstrapped.
+    pub fn start(extra: &[&str]) -> Recording {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("trace.jsonl");
+        let mut child = Command::new(TRACER)
+            .arg("record")
+            .arg("--output")
+            .arg(&path)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tracer record");
+        let (stderr, lines) = capture_stderr(&mut child);
+        wait_for_line(&lines, "tracer: recording to", &stderr);
+        Recording {
+            child,
+            path,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    /// Sends a signal to the tracer (SIGSTOP and SIGCONT stall and resume its consumer).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal)
+            .expect("signal the tracer");
+    }
+
+    /// SIGINT, a clean exit, and the whole trace.
+    pub fn stop(mut self) -> Trace {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .expect("SIGINT the tracer");
+        let status = wait_bounded(&mut self.child, STOP_TIMEOUT, "tracer record");
+        let stderr = self.stderr.lock().unwrap().clone();
+        assert!(status.success(), "tracer record failed: {status}\n{stderr}");
+        assert!(
+            stderr.contains("tracer: recorded"),
+            "no summary line:\n{stderr}"
+        );
+        let mut trace = Trace::read(&self.path);
+        trace.stderr = stderr;
+        trace.file = Some((self.path, self._dir));
+        trace
+    }
+}
+
+pub struct Trace {
+    pub header: TraceHeader,
+    pub events: Vec<Event>,
+    pub stderr: String,
+    /// The trace file, kept while this lives.
+    file: Option<(PathBuf, tempfile::TempDir)>,
+}
+
+impl Trace {
+    pub fn read(path: &Path) -> Trace {
+        let (header, reader) = TraceReader::open(path).expect("open trace");
+        let events: Vec<Event> = reader.map(|e| e.expect("valid trace line")).collect();
+        Trace {
+            header,
+            events,
+            stderr: String::new(),
+            file: None,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.file.as_ref().expect("a recorded trace").0
+    }
+
+    pub fn snapshots(&self) -> impl Iterator<Item = &Snapshot> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Snapshot(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    pub fn starts(&self) -> impl Iterator<Item = &ProcessStart> {
+        self.events.iter().filter_map(|e| match e {
+            Event::ProcessStart(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    pub fn execs(&self) -> impl Iterator<Item = &Exec> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Exec(x) => Some(x),
+            _ => None,
+        })
+    }
+
+    pub fn exits(&self) -> impl Iterator<Item = &Exit> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Exit(x) => Some(x),
+            _ => None,
+        })
+    }
+
+    pub fn renames(&self) -> impl Iterator<Item = &Rename> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Rename(x) => Some(x),
+            _ => None,
+        })
+    }
+
+    pub fn signals(&self) -> impl Iterator<Item = &Signal> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Signal(x) => Some(x),
+            _ => None,
+        })
+    }
+
+    pub fn reparents(&self) -> impl Iterator<Item = &Reparent> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Reparent(x) => Some(x),
+            _ => None,
+        })
+    }
+
+    pub fn lost(&self) -> LostCounts {
+        let mut total = LostCounts::default();
+        for event in &self.events {
+            if let Event::Lost(lost) = event {
+                total.add(&lost.by_kind);
+            }
+        }
+        total
+    }
+
+    /// The one event of a kind for a pid; panics (with what was seen) if not exactly one.
+    pub fn only<'a, T: std::fmt::Debug>(
+        &self,
+        what: &str,
+        matches: impl Iterator<Item = &'a T>,
+    ) -> &'a T {
+        let found: Vec<&T> = matches.collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "expected exactly one {what}, found {found:#?}"
+        );
+        found[0]
+    }
+}
+
+/// Runs a workload scenario to completion and returns its report.
+pub fn workload(args: &[&str]) -> Value {
+    let mut child = Command::new(WORKLOAD)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn workload");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let status = wait_bounded(&mut child, WORKLOAD_TIMEOUT, "workload");
+    let mut stderr = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+    assert!(
+        status.success(),
+        "workload {args:?} failed: {status}\n{stderr}"
+    );
+    let text = reader.join().unwrap();
+    let mut report: Value =
+        serde_json::from_str(text.lines().last().expect("a report line")).expect("report is JSON");
+    report["workload_pid"] = Value::from(child.id());
+    report
+}
+
+/// A workload that stays alive until released (its standard input closes).
+pub struct Held {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub report: Value,
+}
+
+impl Held {
+    pub fn start(args: &[&str]) -> Held {
+        let mut child = Command::new(WORKLOAD)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn workload");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = sender.send(line);
+        });
+        let line = receiver
+            .recv_timeout(READY_TIMEOUT)
+            .expect("the held workload reports within the timeout");
+        let report = serde_json::from_str(&line).expect("report is JSON");
+        Held {
+            child,
+            stdin,
+            report,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Lets it finish, and waits until it (and all it started) did.
+    pub fn release(mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.flush();
+        }
+        let status = wait_bounded(&mut self.child, WORKLOAD_TIMEOUT, "held workload");
+        assert!(status.success(), "held workload failed: {status}");
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.stdin.take();
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn pid(report: &Value, field: &str) -> u32 {
+    report[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("report has no {field}: {report}")) as u32
+}
