@@ -269,13 +269,17 @@ fn a_setproctitle_rename_shows_the_full_title() {
     let title = "[celeryd: w1@host:ForkPoolWorker-3] lineage test title";
     let padding = "p".repeat(title.len() + 8);
     let recording = Recording::start(&[]);
-    let held = Held::start(&["rename", "--title", title, "--pad", &padding]);
+    let held = Held::start(&["rename", "--own-group", "--title", title, "--pad", &padding]);
     let process = held.pid();
     held.release();
     let trace = recording.stop();
 
     let rename = trace.only("rename", trace.renames().filter(|r| r.pid == process));
     assert_eq!(rename.comm, "[celeryd: w1@ho", "comm is the first 15 bytes");
+    assert_eq!(
+        rename.pgid, process,
+        "the process group it moved to without exec"
+    );
     assert_eq!(rename.cmdline.as_deref(), Some(&[title.to_owned()][..]));
     // The exec of the workload itself reports its comm; it is not a rename.
     assert_eq!(trace.renames().filter(|r| r.pid == process).count(), 1);

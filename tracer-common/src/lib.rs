@@ -140,6 +140,9 @@ pub struct ExitRecord {
     /// live `PR_SET_CHILD_SUBREAPER` ancestor in its pid namespace, else that namespace's init.
     /// Equal to `header.pid` when the process is itself the init of its namespace.
     pub reaper_pid: u32,
+    /// Process group and session at exit (setsid/setpgid without exec change them).
+    pub pgid: u32,
+    pub sid: u32,
     pub comm: [u8; TASK_COMM_LEN],
 }
 
@@ -158,6 +161,9 @@ pub struct RenameRecord {
     /// another process).
     pub argv_len: u32,
     pub argv_total: u32,
+    /// Process group and session now: a forked worker often calls setpgid before it retitles.
+    pub pgid: u32,
+    pub sid: u32,
     pub comm: [u8; TASK_COMM_LEN],
 }
 

@@ -373,6 +373,8 @@ fn on_process_exit(task: KernelPtr) {
     unsafe {
         (*record).exit_status = status;
         (*record).reaper_pid = reaper(task, signal);
+        (*record).pgid = group_id(task, Layout::PidTypePgid);
+        (*record).sid = group_id(task, Layout::PidTypeSid);
         copy_comm(&raw mut (*record).comm, leader);
     }
     entry.submit(0);
@@ -454,6 +456,8 @@ fn on_rename(task: KernelPtr, new_comm: KernelPtr) {
         };
         (*record).argv_len = argv_len;
         (*record).argv_total = argv_total;
+        (*record).pgid = group_id(task, Layout::PidTypePgid);
+        (*record).sid = group_id(task, Layout::PidTypeSid);
         let len = size_of::<RenameRecord>() + argv_len as usize;
         output(scratch.cast::<u8>(), len, RecordKind::Rename);
     }

@@ -103,7 +103,7 @@ fn ring_bytes(text: &str) -> Result<u32, String> {
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(scale))
-        .filter(|&b| b >= 4096 && b <= 1 << 30 && b.is_power_of_two())
+        .filter(|&b| (4096..=1 << 30).contains(&b) && b.is_power_of_two())
         .ok_or_else(|| {
             format!("{text:?} is not a ring buffer size: give a power of two from 4K to 1024M")
         })?;

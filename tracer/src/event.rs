@@ -93,6 +93,8 @@ pub struct Exit {
     pub core_dumped: bool,
     /// Who adopts its live children (nearest subreaper, or the pid namespace's init).
     pub reaper_pid: u32,
+    pub pgid: u32,
+    pub sid: u32,
     pub comm: String,
 }
 
@@ -120,6 +122,8 @@ pub struct Rename {
     pub cmdline: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub cmdline_truncated: bool,
+    pub pgid: u32,
+    pub sid: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -304,6 +308,8 @@ mod tests {
             signal: Some(9),
             core_dumped: false,
             reaper_pid: 1,
+            pgid: 10,
+            sid: 1,
             comm: "sleep".into(),
         });
         let line = serde_json::to_string(&event).unwrap();
@@ -323,7 +329,7 @@ mod tests {
 
     #[test]
     fn argument_areas() {
-        assert_eq!(split_args(b"sleep\0100\0"), ["sleep", "100"]);
+        assert_eq!(split_args(b"sleep\x00100\x00"), ["sleep", "100"]);
         assert_eq!(split_args(b"[celeryd: w1]\0\0\0\0"), ["[celeryd: w1]"]);
         assert_eq!(split_args(b"a\0\0b\0"), ["a", "", "b"]);
         assert!(split_args(b"\0\0").is_empty());

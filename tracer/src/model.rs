@@ -568,6 +568,8 @@ impl Model {
         };
         let process = self.get_mut(index);
         process.comm.clone_from(&e.comm);
+        process.pgid = e.pgid;
+        process.sid = e.sid;
         if let Some(cmdline) = &e.cmdline {
             process.cmdline.clone_from(cmdline);
         }
@@ -634,6 +636,9 @@ impl Model {
             }
         }
         // Else it was the init of a pid namespace: the kernel kills what is left inside.
+        let process = self.get_mut(index);
+        process.pgid = e.pgid;
+        process.sid = e.sid;
         self.retire(
             index,
             ExitInfo {
@@ -766,6 +771,8 @@ mod tests {
             signal: None,
             core_dumped: false,
             reaper_pid: reaper,
+            pgid: process.pid,
+            sid: 1,
             comm: "worker".into(),
         })
     }

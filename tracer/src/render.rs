@@ -350,6 +350,8 @@ mod tests {
                 signal: Some(9),
                 core_dumped: false,
                 reaper_pid: 1,
+                pgid: 20,
+                sid: 20,
                 comm: "celery".into(),
             }),
         ] {

@@ -57,6 +57,9 @@ enum Scenario {
     Rename {
         #[arg(long)]
         title: String,
+        /// First move to a process group of its own, as Airflow's task runner does.
+        #[arg(long)]
+        own_group: bool,
         /// Room for the title: the argument area is as long as the original arguments.
         #[arg(long, default_value = "")]
         pad: String,
@@ -333,7 +336,10 @@ fn thread_exec() -> Result<()> {
     bail!("exec from a thread returned")
 }
 
-fn rename(title: &str) -> Result<()> {
+fn rename(title: &str, own_group: bool) -> Result<()> {
+    if own_group {
+        nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).context("setpgid failed")?;
+    }
     let pid = getpid().to_string();
     let arg_start: u64 = stat_field(&pid, 48)?.parse()?;
     let arg_end: u64 = stat_field(&pid, 49)?.parse()?;
@@ -448,7 +454,11 @@ fn main() -> std::process::ExitCode {
         Scenario::DoubleFork { subreaper } => double_fork(subreaper),
         Scenario::PidnsDoubleFork => pidns_double_fork(),
         Scenario::ThreadExec => thread_exec(),
-        Scenario::Rename { title, pad: _ } => rename(&title),
+        Scenario::Rename {
+            title,
+            own_group,
+            pad: _,
+        } => rename(&title, own_group),
         Scenario::Hold => hold(),
         Scenario::Burst {
             count,

@@ -106,6 +106,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 signal,
                 core_dumped,
                 reaper_pid: r.reaper_pid,
+                pgid: r.pgid,
+                sid: r.sid,
                 comm: c_string(&r.comm),
             })
         }
@@ -119,6 +121,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 comm: c_string(&r.comm),
                 cmdline: (r.argv_len > 0).then(|| split_args(argv)),
                 cmdline_truncated: r.argv_total > r.argv_len && r.argv_len > 0,
+                pgid: r.pgid,
+                sid: r.sid,
             })
         }
         RecordKind::Signal => {

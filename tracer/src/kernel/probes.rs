@@ -70,6 +70,7 @@ fn verifier_summary(program: &str, error: ProgramError) -> anyhow::Error {
 impl Probes {
     /// Checks the kernel, resolves its layout, loads and attaches every probe.
     pub fn load(options: &ProbeOptions) -> Result<Probes> {
+        preflight::require_kernel_version(&preflight::kernel_release())?;
         preflight::require_privileges()?;
         let ring_bytes = options.ring_bytes;
         if !ring_bytes.is_power_of_two() || ring_bytes < 4096 {

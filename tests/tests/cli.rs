@@ -1,0 +1,203 @@
+//! The command line on bad input and on hand-written traces: no kernel needed. Every error is
+//! one line naming what to fix, with a non-zero exit; nothing panics.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const TRACER: &str = env!("CARGO_BIN_EXE_tracer-e2e");
+
+const HEADER: &str = r#"{"event":"header","format":"process-lineage-trace","version":1,"tracer_version":"0.1.0","host":"worker-7","kernel":"6.18.0","boot_id":"b","ts":1000000000,"wall_clock_ns":0,"clock_tick_ns":10000000}"#;
+
+fn tracer(args: &[&str]) -> Output {
+    Command::new(TRACER)
+        .args(args)
+        .output()
+        .expect("run tracer")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A failure: exit 1, one line on stderr, which contains `needle`.
+fn assert_one_line_error(output: &Output, needle: &str) {
+    let text = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert_eq!(text.lines().count(), 1, "one line: {text}");
+    assert!(text.starts_with("tracer: error: "), "{text}");
+    assert!(text.contains(needle), "{needle:?} in {text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// init (1) → celery (100) → pool worker (101) → task child (102); the worker is killed, its
+/// child is adopted by init.
+fn incident() -> String {
+    [
+        HEADER,
+        r#"{"event":"snapshot","ts":1000000000,"pid":1,"start_time":0,"ppid":0,"comm":"init","cmdline":["/sbin/init"],"uid":0,"pgid":1,"sid":1}"#,
+        r#"{"event":"snapshot","ts":1000000000,"pid":100,"start_time":500000000,"ppid":1,"comm":"celery","cmdline":["[celeryd: w1@host:MainProcess]"],"uid":33,"pgid":100,"sid":100}"#,
+        r#"{"event":"process_start","ts":2000000000,"pid":101,"start_time":2000000000,"ppid":100,"parent_start_time":500000000,"tid":100,"comm":"celery","uid":33,"pgid":100,"sid":100,"cgroup_id":1}"#,
+        r#"{"event":"rename","ts":2100000000,"pid":101,"start_time":2000000000,"comm":"[celeryd: w1@ho","cmdline":["[celeryd: w1@host:ForkPoolWorker-1]"],"pgid":100,"sid":100}"#,
+        r#"{"event":"process_start","ts":3000000000,"pid":102,"start_time":3000000000,"ppid":101,"parent_start_time":2000000000,"tid":101,"comm":"celery","uid":33,"pgid":100,"sid":100,"cgroup_id":1}"#,
+        r#"{"event":"exec","ts":3100000000,"pid":102,"start_time":3000000000,"ppid":101,"old_pid":102,"filename":"/usr/bin/python3","cmdline":["python3","train.py","\u001b[2J"],"comm":"python3","uid":33,"pgid":100,"sid":100}"#,
+        r#"{"event":"signal","ts":4000000000,"pid":101,"start_time":2000000000,"target_pid":101,"sender_pid":100,"sender_start_time":500000000,"sender_comm":"celery","sig":9,"code":0,"result":"delivered"}"#,
+        r#"{"event":"exit","ts":4000100000,"pid":101,"start_time":2000000000,"ppid":100,"exit_code":null,"signal":9,"core_dumped":false,"reaper_pid":1,"pgid":100,"sid":100,"comm":"[celeryd: w1@ho"}"#,
+        r#"{"event":"reparent","ts":4000100000,"pid":102,"start_time":3000000000,"old_ppid":101,"new_ppid":1,"source":"exit"}"#,
+    ]
+    .join("\n")
+        + "\n"
+}
+
+#[test]
+fn replay_shows_the_orphan_under_init_with_its_lost_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "incident.jsonl", &incident());
+    let output = tracer(&["replay", &path]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "1 /sbin/init");
+    assert_eq!(lines[1], "├─ 100 [celeryd: w1@host:MainProcess]");
+    assert_eq!(
+        lines[2],
+        "└─ 102 python3 train.py \\x1b[2J  orphaned: parent 101 [[celeryd: w1@ho] exited 0ms ago"
+    );
+    assert!(
+        lines[3].starts_with("-- worker-7 at +3.0s (9 events): 3 processes alive, 1 orphaned"),
+        "{}",
+        lines[3]
+    );
+
+    // Before the kill, the worker and its child sit under the main process.
+    let before = tracer(&["replay", &path, "--at", "+2.5s"]);
+    let text = String::from_utf8(before.stdout).unwrap();
+    assert!(
+        text.contains("   └─ 101 [celeryd: w1@host:ForkPoolWorker-1]"),
+        "{text}"
+    );
+    assert!(text.contains("      └─ 102 python3 train.py"), "{text}");
+
+    let json = tracer(&["replay", &path, "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let orphan = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["pid"] == 102)
+        .unwrap();
+    assert_eq!(orphan["ppid"], 1);
+    assert_eq!(orphan["original_ppid"], 101);
+    assert_eq!(orphan["lineage"][0]["pid"], 101);
+    assert_eq!(orphan["lineage"][1]["pid"], 100);
+    let worker = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["pid"] == 101)
+        .unwrap();
+    assert_eq!(worker["exit"]["signal"], 9);
+    assert_eq!(worker["last_signal"]["sender"]["pid"], 100);
+}
+
+#[test]
+fn bad_trace_files_are_one_line_errors_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.jsonl");
+    assert_one_line_error(
+        &tracer(&["replay", missing.to_str().unwrap()]),
+        "cannot open trace",
+    );
+
+    let garbage = write(dir.path(), "garbage.jsonl", "\u{7f}ELF garbage\n");
+    assert_one_line_error(
+        &tracer(&["replay", &garbage]),
+        "garbage.jsonl:1: not a trace header",
+    );
+
+    let empty = write(dir.path(), "empty.jsonl", "");
+    assert_one_line_error(&tracer(&["replay", &empty]), "empty file");
+
+    let future = write(
+        dir.path(),
+        "future.jsonl",
+        &format!("{}\n", HEADER.replace(r#""version":1"#, r#""version":7"#)),
+    );
+    assert_one_line_error(&tracer(&["replay", &future]), "version 7 is not supported");
+
+    let mut lines: Vec<String> = incident().lines().map(String::from).collect();
+    lines[3] = lines[3].replace(r#""ppid":100"#, r#""ppid":"one hundred""#);
+    let wrong_type = write(dir.path(), "wrong.jsonl", &(lines.join("\n") + "\n"));
+    assert_one_line_error(&tracer(&["replay", &wrong_type]), "wrong.jsonl:4: ");
+
+    let unknown = write(
+        dir.path(),
+        "unknown.jsonl",
+        &format!("{HEADER}\n{{\"event\":\"teleport\",\"ts\":1}}\n"),
+    );
+    assert_one_line_error(
+        &tracer(&["replay", &unknown]),
+        "unknown.jsonl:2: unknown variant",
+    );
+}
+
+#[test]
+fn a_torn_last_line_is_reported_and_the_rest_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = incident();
+    text.push_str(r#"{"event":"exit","ts":5000000000,"pid":1"#);
+    let path = write(dir.path(), "torn.jsonl", &text);
+    let output = tracer(&["replay", &path]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("ignored 39 bytes of a torn last line"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn bad_flags_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "incident.jsonl", &incident());
+    assert_one_line_error(
+        &tracer(&["replay", &path, "--at", "tomorrow"]),
+        "--at \"tomorrow\"",
+    );
+
+    // Usage errors are clap's: exit 2, with what was wrong.
+    for args in [
+        &["record"][..],
+        &["record", "-o", "t.jsonl", "--ring-buffer", "3M"],
+        &["record", "-o", "t.jsonl", "--duration", "-1"],
+        &["watch", "--frobnicate"],
+        &["teleport"],
+    ] {
+        let output = tracer(args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(stderr(&output).contains("error:"), "{args:?}");
+    }
+}
+
+#[test]
+fn record_refuses_a_symlink_planted_at_the_output_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = write(dir.path(), "victim", "precious");
+    let link = dir.path().join("trace.jsonl");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    assert_one_line_error(
+        &tracer(&["record", "-o", link.to_str().unwrap()]),
+        "is a symlink",
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+}

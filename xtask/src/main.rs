@@ -1,0 +1,244 @@
+//! `cargo xtask`: installs what the tracer needs to build (each step checks first, so a warm
+//! machine pays a few milliseconds), then builds, runs or tests it.
+//!
+//! Prerequisites, as verified on this fleet's machines: the nightly toolchain's `rust-src`
+//! (the probes build `core` for the BPF target), Debian's LLVM 22 development packages, and
+//! `bpf-linker` 0.13.0 linked against that LLVM.
+
+use std::env;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+const LLVM_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "libxml2-dev",
+];
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install missing prerequisites (nightly rust-src, LLVM 22, bpf-linker).
+    Setup,
+    /// Set up, build in release mode and run the tracer (default: `watch`).
+    Run {
+        /// Arguments for `tracer` (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Set up and run every test: unit tests and the kernel tests (root).
+    Test {
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Set up, then check formatting and run clippy with warnings as errors.
+    Lint,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+fn cargo_home_bin() -> PathBuf {
+    env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
+        .join("bin")
+}
+
+/// PATH with cargo's bin directory first: rustc finds `bpf-linker` there.
+fn tool_path() -> OsString {
+    let mut paths = vec![cargo_home_bin()];
+    if let Some(path) = env::var_os("PATH") {
+        paths.extend(env::split_paths(&path));
+    }
+    env::join_paths(paths).expect("PATH entries are joinable")
+}
+
+fn command(program: &str) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env("PATH", tool_path())
+        .current_dir(workspace_root());
+    command
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let shown = format!("{command:?}");
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed: {status}");
+    }
+    Ok(())
+}
+
+fn output(command: &mut Command) -> Option<String> {
+    let out = command.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn is_root() -> bool {
+    output(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0")
+}
+
+/// A command run as root: directly when we are root, else through sudo.
+fn as_root(program: &str) -> Command {
+    if is_root() {
+        command(program)
+    } else {
+        let mut sudo = command("sudo");
+        sudo.arg(program);
+        sudo
+    }
+}
+
+fn ensure_rust_src() -> Result<()> {
+    let mut list = command("rustup");
+    list.args(["component", "list", "--toolchain", "nightly", "--installed"]);
+    if output(&mut list).is_some_and(|components| components.contains("rust-src")) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the nightly toolchain's rust-src (the probes build core for BPF)");
+    run(command("rustup").args([
+        "toolchain",
+        "install",
+        "nightly",
+        "--profile",
+        "minimal",
+        "--component",
+        "rust-src",
+    ]))
+}
+
+fn missing_packages() -> Vec<&'static str> {
+    LLVM_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| {
+            let mut query = Command::new("dpkg-query");
+            query.args(["-W", "-f=${Status}", package]);
+            !output(&mut query).is_some_and(|status| status.contains("install ok installed"))
+        })
+        .collect()
+}
+
+fn ensure_llvm() -> Result<()> {
+    let missing = missing_packages();
+    if missing.is_empty() && Path::new(LLVM_PREFIX).join("bin/llvm-config").exists() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {} (for bpf-linker)", missing.join(" "));
+    run(as_root("apt-get")
+        .args(["update", "-q"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(as_root("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn ensure_bpf_linker() -> Result<()> {
+    let linker = cargo_home_bin().join("bpf-linker");
+    if output(Command::new(&linker).arg("--version"))
+        .is_some_and(|v| v.contains(BPF_LINKER_VERSION))
+    {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (a few minutes, once)"
+    );
+    // Without LLVM_PREFIX its build finds Debian's default llvm-config (LLVM 14) and fails.
+    let mut path = OsString::from(Path::new(LLVM_PREFIX).join("bin"));
+    path.push(":");
+    path.push(tool_path());
+    run(command("cargo")
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--force",
+        ])
+        .args(["--no-default-features", "--features", "llvm-22"])
+        .env("LLVM_PREFIX", LLVM_PREFIX)
+        .env("PATH", path))
+}
+
+fn setup() -> Result<()> {
+    ensure_rust_src()?;
+    ensure_llvm()?;
+    ensure_bpf_linker()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = setup().and_then(|()| match cli.command {
+        Task::Setup => Ok(()),
+        Task::Run { args } => {
+            run(command("cargo").args(["build", "--release", "--package", "tracer"]))?;
+            let mut tracer = command(
+                workspace_root()
+                    .join("target/release/tracer")
+                    .to_str()
+                    .context("non-UTF-8 workspace path")?,
+            );
+            if args.is_empty() {
+                tracer.arg("watch");
+            } else {
+                tracer.args(args);
+            }
+            // The tracer's own exit status and one-line errors are what the user needs.
+            let status = tracer.status().context("cannot start the tracer")?;
+            if status.success() {
+                Ok(())
+            } else {
+                std::process::exit(status.code().unwrap_or(1));
+            }
+        }
+        Task::Test { args } => {
+            if !is_root() {
+                bail!("the kernel tests load eBPF probes: run `cargo xtask test` as root");
+            }
+            let mut test = command("cargo");
+            test.args(["test", "--workspace", "--exclude", "tracer-ebpf"]);
+            if !args.is_empty() {
+                test.arg("--").args(args);
+            }
+            run(&mut test)
+        }
+        Task::Lint => {
+            run(command("cargo").args(["fmt", "--all", "--check"]))?;
+            run(command("cargo").args(["clippy", "--all-targets", "--", "-D", "warnings"]))
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
