@@ -1,5 +1,10 @@
 //! Compiles the kernel probes (`tracer-ebpf`) for the BPF target and leaves the object in
 //! `OUT_DIR`, where `kernel::probes` embeds it.
+
+/// The nightly the probes build with, pinned: its LLVM (22) must match bpf-linker's, and a
+/// newer nightly's bitcode is unreadable to it. `cargo xtask` installs this toolchain.
+const TOOLCHAIN: &str = include_str!("../tracer-ebpf/TOOLCHAIN");
+
 fn main() -> anyhow::Result<()> {
     let root_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tracer-ebpf");
     aya_build::build_ebpf(
@@ -8,6 +13,6 @@ fn main() -> anyhow::Result<()> {
             root_dir,
             ..Default::default()
         }],
-        aya_build::Toolchain::default(),
+        aya_build::Toolchain::Custom(TOOLCHAIN.trim()),
     )
 }

@@ -1,9 +1,10 @@
 //! `cargo xtask`: installs what the tracer needs to build (each step checks first, so a warm
 //! machine pays a few milliseconds), then builds, runs or tests it.
 //!
-//! Prerequisites, as verified on this fleet's machines: the nightly toolchain's `rust-src`
-//! (the probes build `core` for the BPF target), Debian's LLVM 22 development packages, and
-//! `bpf-linker` 0.13.0 linked against that LLVM.
+//! Prerequisites, as verified on this fleet's machines: a pinned nightly toolchain with
+//! `rust-src` (the probes build `core` for the BPF target), Debian's LLVM 22 development
+//! packages, and `bpf-linker` 0.13.0 linked against that LLVM. The nightly is pinned because
+//! its LLVM must match bpf-linker's: a newer nightly writes bitcode LLVM 22 cannot read.
 
 use std::env;
 use std::ffi::OsString;
@@ -22,6 +23,8 @@ const LLVM_PACKAGES: &[&str] = &[
     "libxml2-dev",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The probes' toolchain (LLVM 22.1), shared with `tracer/build.rs`.
+const BPF_TOOLCHAIN: &str = include_str!("../../tracer-ebpf/TOOLCHAIN");
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -32,7 +35,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install missing prerequisites (nightly rust-src, LLVM 22, bpf-linker).
+    /// Install missing prerequisites (the probes' nightly, LLVM 22, bpf-linker).
     Setup,
     /// Set up, build in release mode and run the tracer (default: `watch`).
     Run {
@@ -67,9 +70,10 @@ fn cargo_home_bin() -> PathBuf {
 
 /// PATH with cargo's bin directory first: rustc finds `bpf-linker` there.
 fn tool_path() -> OsString {
-    let mut paths = vec![cargo_home_bin()];
+    let first = cargo_home_bin();
+    let mut paths = vec![first.clone()];
     if let Some(path) = env::var_os("PATH") {
-        paths.extend(env::split_paths(&path));
+        paths.extend(env::split_paths(&path).filter(|p| *p != first));
     }
     env::join_paths(paths).expect("PATH entries are joinable")
 }
@@ -115,17 +119,27 @@ fn as_root(program: &str) -> Command {
     }
 }
 
-fn ensure_rust_src() -> Result<()> {
-    let mut list = command("rustup");
-    list.args(["component", "list", "--toolchain", "nightly", "--installed"]);
-    if output(&mut list).is_some_and(|components| components.contains("rust-src")) {
+/// Installs the pinned nightly with `rust-src`. A dated toolchain never replaces the
+/// machine's own `nightly`.
+fn ensure_bpf_toolchain() -> Result<()> {
+    let toolchain = BPF_TOOLCHAIN.trim();
+    let installed = output(command("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        toolchain,
+        "--installed",
+    ]));
+    if installed.is_some_and(|components| components.contains("rust-src")) {
         return Ok(());
     }
-    eprintln!("xtask: installing the nightly toolchain's rust-src (the probes build core for BPF)");
+    eprintln!(
+        "xtask: installing the {toolchain} toolchain with rust-src (the probes build core for BPF)"
+    );
     run(command("rustup").args([
         "toolchain",
         "install",
-        "nightly",
+        toolchain,
         "--profile",
         "minimal",
         "--component",
@@ -188,7 +202,7 @@ fn ensure_bpf_linker() -> Result<()> {
 }
 
 fn setup() -> Result<()> {
-    ensure_rust_src()?;
+    ensure_bpf_toolchain()?;
     ensure_llvm()?;
     ensure_bpf_linker()
 }
