@@ -9,15 +9,14 @@ use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{Held, Recording, TRACER, Trace, kernel_test, pid, wait_bounded, workload};
+use support::{
+    Held, Recording, TRACER, Trace, capture_in_process, kernel_test, pid, wait_bounded, workload,
+};
 use tracer::event::{Event, ReparentSource, SignalResult};
-use tracer::host;
-use tracer::ingest::Pipeline;
-use tracer::live::{self, LiveOptions};
-use tracer::model::Model;
+use tracer::kernel::ExitProbe;
+use tracer::live::LiveOptions;
 use tracer::replay::replay;
-use tracer::sink::{NullSink, RecordSink};
-use tracer::trace::TraceWriter;
+use tracer::sink::NullSink;
 
 #[test]
 fn fork_exec_exit_is_recorded_with_parent_filename_and_code() {
@@ -443,57 +442,26 @@ fn a_tiny_ring_buffer_loses_records_and_counts_every_one() {
 #[test]
 fn record_then_replay_rebuilds_the_live_tree() {
     let _kernel = kernel_test();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("trace.jsonl");
-    let mut pipeline = Pipeline::new(
-        Model::new(host::clock_tick_ns()),
-        RecordSink::new(TraceWriter::create(&path).unwrap()),
-    );
-    let (ready_sender, ready) = std::sync::mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let held = std::thread::scope(|scope| {
-        let capture = scope.spawn(|| {
-            runtime.block_on(live::run(
-                &LiveOptions::default(),
-                &mut pipeline,
-                async {
-                    let _ = stopped.await;
-                },
-                move |_| {
-                    let _ = ready_sender.send(());
-                },
-            ))
-        });
-        ready
-            .recv_timeout(Duration::from_secs(60))
-            .expect("capture ready");
+    let (live, held, trace) = capture_in_process(&LiveOptions::default(), || {
         // A tree still alive at the end, one that came and went, and an orphan.
         let held = Held::start(&["hold"]);
         workload(&["fork-exec-exit", "--code", "0"]);
         workload(&["double-fork", "--subreaper"]);
-        stop.send(()).unwrap();
-        capture.join().unwrap().expect("capture ran");
         held
     });
-
-    let live = pipeline.model.view();
-    let (replayed, _, summary) = replay(&path, None, NullSink).unwrap();
+    let (replayed, _, summary) = replay(trace.path(), None, NullSink).unwrap();
     assert_eq!(summary.trailing_bytes, 0);
     assert_eq!(
         replayed.model.view(),
-        live,
+        live.view(),
         "replay rebuilds exactly the live tree"
     );
+    assert!(trace.reparents().count() >= 1);
 
     // And the live tree is the host's: the held processes sit where /proc says they do.
     for field in ["parent", "child", "grandchild"] {
         let p = pid(&held.report, field);
-        let process = pipeline
-            .model
+        let process = live
             .live(p)
             .unwrap_or_else(|| panic!("{field} {p} is live"));
         let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
@@ -506,6 +474,36 @@ fn record_then_replay_rebuilds_the_live_tree() {
         assert_eq!(process.ppid, ppid, "{field}");
     }
     held.release();
+}
+
+#[test]
+fn the_exit_probe_for_older_kernels_works_here_too() {
+    let _kernel = kernel_test();
+    let mut options = LiveOptions::default();
+    options.probes.exit_probe = Some(ExitProbe::LiveThreadCount);
+    let (_, reports, trace) = capture_in_process(&options, || {
+        [
+            workload(&["fork-exec-exit", "--code", "3"]),
+            workload(&["sibling-kill"]),
+            workload(&["threads", "--count", "50"]),
+        ]
+    });
+    let [fork_exec, kill, threads] = &reports;
+    let exit_of = |p: u32| {
+        trace
+            .only("exit", trace.exits().filter(|e| e.pid == p))
+            .clone()
+    };
+    assert_eq!(exit_of(pid(fork_exec, "child")).exit_code, Some(3));
+    assert_eq!(exit_of(pid(kill, "victim")).signal, Some(9));
+    assert_eq!(exit_of(pid(threads, "pid")).exit_code, Some(0));
+    assert_eq!(
+        trace
+            .starts()
+            .filter(|s| s.ppid == pid(threads, "pid"))
+            .count(),
+        0
+    );
 }
 
 #[test]

@@ -327,8 +327,8 @@ fn on_exec(task: KernelPtr, old_tid: u32, binprm: KernelPtr) {
     }
 }
 
-/// Kernels since 6.16 pass `group_dead`, computed as the thread leaves its group: exact even
-/// when several threads exit at once.
+/// Recent kernels (6.18 here) pass `group_dead`, computed as the thread leaves its group:
+/// exact even when several threads exit at once.
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     if ctx.arg::<u8>(1) != 0 {
@@ -337,7 +337,9 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// Older kernels: the group is dead once its live-thread count is zero.
+/// Older kernels: the group is dead once its live-thread count is zero. When the last two
+/// threads exit at the same instant, both may read zero and the exit is reported twice; the
+/// model applies the second as a stale event.
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit_legacy(ctx: BtfTracePointContext) -> i32 {
     let task = ctx.arg::<KernelPtr>(0);

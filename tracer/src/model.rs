@@ -91,6 +91,9 @@ pub struct Process {
     pub last_signal: Option<SignalInfo>,
     /// Lineage link to the creating parent's record, while the model holds it.
     lineage_parent: Option<ProcessIndex>,
+    /// Position in the current parent's children list, for constant-time removal: PID 1 of
+    /// a busy host can have thousands of children.
+    child_slot: usize,
     /// Retained processes whose lineage parent this is; a tombstone is kept while non-zero.
     lineage_refs: u32,
 }
@@ -288,7 +291,7 @@ impl Model {
                 self.get_mut(holder).lineage_refs += 1;
             }
             self.get_mut(child).ppid = UNKNOWN_PARENT;
-            self.children.entry(UNKNOWN_PARENT).or_default().push(child);
+            self.link_child(UNKNOWN_PARENT, child);
         }
         let ts = self.now;
         self.retire(
@@ -321,18 +324,33 @@ impl Model {
             self.get_mut(parent).lineage_refs += 1;
         }
         self.by_pid.insert(pid, index);
-        self.children.entry(ppid).or_default().push(index);
+        self.link_child(ppid, index);
         index
     }
 
+    /// Lists `index` under `ppid` (without changing its `ppid` field).
+    fn link_child(&mut self, ppid: u32, index: ProcessIndex) {
+        let siblings = self.children.entry(ppid).or_default();
+        let slot = siblings.len();
+        siblings.push(index);
+        self.get_mut(index).child_slot = slot;
+    }
+
     fn unlink_child(&mut self, ppid: u32, index: ProcessIndex) {
-        if let Some(siblings) = self.children.get_mut(&ppid) {
-            if let Some(position) = siblings.iter().position(|&c| c == index) {
-                siblings.swap_remove(position);
-            }
-            if siblings.is_empty() {
-                self.children.remove(&ppid);
-            }
+        let slot = self.get(index).child_slot;
+        let Some(siblings) = self.children.get_mut(&ppid) else {
+            return;
+        };
+        if siblings.get(slot) != Some(&index) {
+            return;
+        }
+        siblings.swap_remove(slot);
+        let moved = siblings.get(slot).copied();
+        if siblings.is_empty() {
+            self.children.remove(&ppid);
+        }
+        if let Some(moved) = moved {
+            self.get_mut(moved).child_slot = slot;
         }
     }
 
@@ -342,7 +360,7 @@ impl Model {
             return;
         }
         self.unlink_child(old_ppid, index);
-        self.children.entry(new_ppid).or_default().push(index);
+        self.link_child(new_ppid, index);
         self.get_mut(index).ppid = new_ppid;
     }
 
@@ -424,6 +442,7 @@ impl Model {
             last_signal: None,
             lineage_parent,
             lineage_refs: 0,
+            child_slot: 0,
         }))
     }
 
@@ -478,6 +497,7 @@ impl Model {
             last_signal: None,
             lineage_parent: None,
             lineage_refs: 0,
+            child_slot: 0,
         });
     }
 
@@ -535,6 +555,7 @@ impl Model {
             last_signal: None,
             lineage_parent: parent,
             lineage_refs: 0,
+            child_slot: 0,
         });
     }
 
@@ -623,7 +644,7 @@ impl Model {
                     self.get_mut(child).lineage_parent = Some(index);
                     self.get_mut(index).lineage_refs += 1;
                 }
-                self.children.entry(reaper).or_default().push(child);
+                self.link_child(reaper, child);
                 self.stats.reparents += 1;
                 derived.push(Event::Reparent(Reparent {
                     ts: e.ts,
@@ -1022,6 +1043,42 @@ mod tests {
         assert_eq!(model.stats.parent_resyncs, 1);
         assert_eq!(model.children_of(1).len(), 2);
         assert!(model.children_of(100).is_empty());
+    }
+
+    #[test]
+    fn wide_fans_keep_their_children_lists_exact() {
+        let mut model = host();
+        let shell = key(100, 5 * TICK);
+        let fan: Vec<ProcessKey> = (0..1000u32)
+            .map(|i| key(2000 + i, (200 + i as u64) * TICK))
+            .collect();
+        for (i, child) in fan.iter().enumerate() {
+            apply_all(
+                &mut model,
+                &[fork(200 + i as u64, child.pid, child.start_time, shell)],
+            );
+        }
+        assert_eq!(model.children_of(100).len(), 1000);
+        // Exits in an order that moves entries around inside the list.
+        for (i, child) in fan.iter().enumerate().filter(|(i, _)| i % 3 != 1) {
+            apply_all(&mut model, &[exit(2000 + i as u64, *child, 100, 1)]);
+        }
+        let mut left: Vec<u32> = model
+            .children_of(100)
+            .iter()
+            .map(|&c| model.get(c).key.pid)
+            .collect();
+        left.sort_unstable();
+        let expected: Vec<u32> = (0..1000u32)
+            .filter(|i| i % 3 == 1)
+            .map(|i| 2000 + i)
+            .collect();
+        assert_eq!(left, expected);
+        // The shell dies: every remaining child moves to init in one step.
+        let derived = apply_all(&mut model, &[exit(5000, shell, 1, 1)]);
+        assert_eq!(derived.len(), expected.len());
+        assert!(model.children_of(100).is_empty());
+        assert_eq!(model.children_of(1).len(), expected.len());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Where events end up: a trace file, or a terminal.
 
-use std::io::{IsTerminal, Write};
+use std::io::{BufWriter, IsTerminal, Stdout, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
@@ -68,7 +68,8 @@ impl WatchMode {
 pub struct TerminalSink {
     mode: WatchMode,
     style: TreeStyle,
-    out: std::io::Stdout,
+    /// Flushed at each batch: one write per batch, not per event.
+    out: BufWriter<Stdout>,
     last_draw: Option<Instant>,
     dirty: bool,
     on_screen: bool,
@@ -86,7 +87,7 @@ impl TerminalSink {
                 kernel_threads,
                 width: None,
             },
-            out: std::io::stdout(),
+            out: BufWriter::with_capacity(64 << 10, std::io::stdout()),
             last_draw: None,
             dirty: true,
             on_screen: false,

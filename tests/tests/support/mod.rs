@@ -18,7 +18,12 @@ use serde_json::Value;
 use tracer::event::{
     Event, Exec, Exit, LostCounts, ProcessStart, Rename, Reparent, Signal, Snapshot,
 };
-use tracer::trace::{TraceHeader, TraceReader};
+use tracer::host;
+use tracer::ingest::Pipeline;
+use tracer::live::{self, LiveOptions};
+use tracer::model::Model;
+use tracer::sink::RecordSink;
+use tracer::trace::{TraceHeader, TraceReader, TraceWriter};
 
 pub const TRACER: &str = env!("CARGO_BIN_EXE_tracer-e2e");
 pub const WORKLOAD: &str = env!("CARGO_BIN_EXE_tracer-workload");
@@ -338,4 +343,47 @@ pub fn pid(report: &Value, field: &str) -> u32 {
     report[field]
         .as_u64()
         .unwrap_or_else(|| panic!("report has no {field}: {report}")) as u32
+}
+
+/// Live capture inside the test process (probes, model, recorder) while `body` runs. Returns
+/// the live model as it was at the end, what `body` returned, and the trace, whose file lives
+/// as long as the returned `Trace`.
+pub fn capture_in_process<T>(options: &LiveOptions, body: impl FnOnce() -> T) -> (Model, T, Trace) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("trace.jsonl");
+    let mut pipeline = Pipeline::new(
+        Model::new(host::clock_tick_ns()),
+        RecordSink::new(TraceWriter::create(&path).expect("create trace")),
+    );
+    let (ready_sender, ready) = mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let result = std::thread::scope(|scope| {
+        let capture = scope.spawn(|| {
+            runtime.block_on(live::run(
+                options,
+                &mut pipeline,
+                async {
+                    let _ = stopped.await;
+                },
+                move |_| {
+                    let _ = ready_sender.send(());
+                },
+            ))
+        });
+        ready.recv_timeout(READY_TIMEOUT).expect("capture ready");
+        let result = body();
+        stop.send(()).expect("capture still running");
+        capture
+            .join()
+            .expect("capture thread")
+            .expect("capture ran");
+        result
+    });
+    let mut trace = Trace::read(&path);
+    trace.file = Some((path, dir));
+    (pipeline.model, result, trace)
 }

@@ -7,4 +7,5 @@ pub mod layout;
 pub mod preflight;
 mod probes;
 
+pub use layout::ExitProbe;
 pub use probes::{ProbeOptions, Probes};

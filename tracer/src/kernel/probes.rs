@@ -26,6 +26,10 @@ pub struct ProbeOptions {
     pub ring_bytes: u32,
     /// Signals reported by the signal probe (bit N = signal N).
     pub signal_mask: u64,
+    /// Which exit probe to use; `None` picks the one that fits the kernel's tracepoint
+    /// prototype. Forcing the live-thread-count probe lets tests run the fallback for older
+    /// kernels on a new one.
+    pub exit_probe: Option<ExitProbe>,
 }
 
 impl Default for ProbeOptions {
@@ -33,6 +37,7 @@ impl Default for ProbeOptions {
         ProbeOptions {
             ring_bytes: DEFAULT_RING_BYTES,
             signal_mask: DEFAULT_SIGNAL_MASK,
+            exit_probe: None,
         }
     }
 }
@@ -78,7 +83,8 @@ impl Probes {
         }
         let btf = preflight::kernel_btf()?;
         let table = layout::resolve(&btf).map_err(|e| anyhow!(e))?;
-        let exit_probe = layout::check_tracepoints(&btf).map_err(|e| anyhow!(e))?;
+        let fitting = layout::check_tracepoints(&btf).map_err(|e| anyhow!(e))?;
+        let exit_probe = options.exit_probe.unwrap_or(fitting);
         drop(btf);
         let aya_btf = AyaBtf::from_sys_fs().context("cannot read the kernel's BTF")?;
 
