@@ -243,19 +243,29 @@ fn replay_command(file: &Path, at: Option<&str>, kernel_threads: bool, json: boo
     for line in tree_lines(model, &style) {
         println!("{line}");
     }
-    let orphans = model
-        .processes()
-        .filter(|(_, p)| p.is_alive() && p.orphaned.is_some())
-        .count();
     println!(
         "-- {} at +{} ({} events): {} processes alive, {} orphaned, {} kernel records lost",
         header.host,
         duration(summary.last_ts.saturating_sub(header.ts)),
         summary.events,
         model.live_count(),
-        orphans,
+        model.orphan_count(),
         model.stats.lost.total()
     );
+    let stats = &model.stats;
+    let gaps: Vec<String> = [
+        (stats.inferred, "first seen after their start"),
+        (stats.vanished, "gone without an exit event"),
+        (stats.stale, "late events ignored"),
+        (stats.parent_resyncs, "parents corrected by later events"),
+    ]
+    .into_iter()
+    .filter(|(count, _)| *count > 0)
+    .map(|(count, what)| format!("{count} {what}"))
+    .collect();
+    if !gaps.is_empty() {
+        println!("-- gaps in the history: {}", gaps.join(", "));
+    }
     Ok(())
 }
 

@@ -68,8 +68,9 @@ pub struct SignalInfo {
     pub sender_comm: String,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Process {
+    #[serde(flatten)]
     pub key: ProcessKey,
     /// Current parent.
     pub ppid: u32,
@@ -89,13 +90,27 @@ pub struct Process {
     pub exit: Option<ExitInfo>,
     pub orphaned: Option<Orphaning>,
     pub last_signal: Option<SignalInfo>,
+    #[serde(skip)]
+    links: Links,
+}
+
+/// The model's bookkeeping for a process: where it sits in the model, not facts about it.
+#[derive(Clone, Debug, Default)]
+struct Links {
     /// Lineage link to the creating parent's record, while the model holds it.
     lineage_parent: Option<ProcessIndex>,
+    /// Retained processes whose lineage parent this is; a tombstone is kept while non-zero.
+    lineage_refs: u32,
     /// Position in the current parent's children list, for constant-time removal: PID 1 of
     /// a busy host can have thousands of children.
     child_slot: usize,
-    /// Retained processes whose lineage parent this is; a tombstone is kept while non-zero.
-    lineage_refs: u32,
+}
+
+/// Two processes with the same facts are equal wherever the model stores them.
+impl PartialEq for Links {
+    fn eq(&self, _other: &Links) -> bool {
+        true
+    }
 }
 
 impl Process {
@@ -129,24 +144,10 @@ pub struct ModelStats {
 }
 
 /// One process as a comparable, serialisable row of [`Model::view`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProcessView {
-    pub pid: u32,
-    pub start_time: u64,
-    pub ppid: u32,
-    pub original_ppid: u32,
-    pub comm: String,
-    pub cmdline: Vec<String>,
-    pub filename: Option<String>,
-    pub uid: u32,
-    pub pgid: u32,
-    pub sid: u32,
-    pub origin: Origin,
-    pub kernel_thread: bool,
-    pub execs: u32,
-    pub exit: Option<ExitInfo>,
-    pub orphaned: Option<Orphaning>,
-    pub last_signal: Option<SignalInfo>,
+    #[serde(flatten)]
+    pub process: Process,
     /// pid and start time of each lineage ancestor the model still holds, nearest first.
     pub lineage: Vec<ProcessKey>,
 }
@@ -219,6 +220,14 @@ impl Model {
         self.by_pid.len()
     }
 
+    /// Live processes whose parent died while they lived.
+    pub fn orphan_count(&self) -> usize {
+        self.by_pid
+            .values()
+            .filter(|&&i| self.get(i).orphaned.is_some())
+            .count()
+    }
+
     pub fn retained_count(&self) -> usize {
         self.slots.len() - self.free.len()
     }
@@ -248,11 +257,11 @@ impl Model {
 
     /// Ancestors by lineage (who created whom), nearest first, as far as the model holds them.
     pub fn lineage(&self, index: ProcessIndex) -> impl Iterator<Item = (ProcessIndex, &Process)> {
-        let mut next = self.get(index).lineage_parent;
+        let mut next = self.get(index).links.lineage_parent;
         std::iter::from_fn(move || {
             let current = next?;
             let process = self.get(current);
-            next = process.lineage_parent;
+            next = process.links.lineage_parent;
             Some((current, process))
         })
     }
@@ -286,9 +295,9 @@ impl Model {
         // Its children were reparented by an exit the model never saw, to a parent it cannot
         // know: they wait, parent unknown (0), for their next event to say where they are.
         for child in self.children.remove(&key.pid).unwrap_or_default() {
-            if self.get(child).lineage_parent.is_none() {
-                self.get_mut(child).lineage_parent = Some(holder);
-                self.get_mut(holder).lineage_refs += 1;
+            if self.get(child).links.lineage_parent.is_none() {
+                self.get_mut(child).links.lineage_parent = Some(holder);
+                self.get_mut(holder).links.lineage_refs += 1;
             }
             self.get_mut(child).ppid = UNKNOWN_PARENT;
             self.link_child(UNKNOWN_PARENT, child);
@@ -309,7 +318,7 @@ impl Model {
 
     fn insert(&mut self, process: Process) -> ProcessIndex {
         let (pid, ppid) = (process.key.pid, process.ppid);
-        let parent = process.lineage_parent;
+        let parent = process.links.lineage_parent;
         let index = match self.free.pop() {
             Some(index) => {
                 self.slots[index] = Some(process);
@@ -321,7 +330,7 @@ impl Model {
             }
         };
         if let Some(parent) = parent {
-            self.get_mut(parent).lineage_refs += 1;
+            self.get_mut(parent).links.lineage_refs += 1;
         }
         self.by_pid.insert(pid, index);
         self.link_child(ppid, index);
@@ -333,11 +342,11 @@ impl Model {
         let siblings = self.children.entry(ppid).or_default();
         let slot = siblings.len();
         siblings.push(index);
-        self.get_mut(index).child_slot = slot;
+        self.get_mut(index).links.child_slot = slot;
     }
 
     fn unlink_child(&mut self, ppid: u32, index: ProcessIndex) {
-        let slot = self.get(index).child_slot;
+        let slot = self.get(index).links.child_slot;
         let Some(siblings) = self.children.get_mut(&ppid) else {
             return;
         };
@@ -350,7 +359,7 @@ impl Model {
             self.children.remove(&ppid);
         }
         if let Some(moved) = moved {
-            self.get_mut(moved).child_slot = slot;
+            self.get_mut(moved).links.child_slot = slot;
         }
     }
 
@@ -399,14 +408,14 @@ impl Model {
     fn collect(&mut self, mut index: ProcessIndex) {
         loop {
             let process = self.get(index);
-            if process.is_alive() || process.lineage_refs > 0 {
+            if process.is_alive() || process.links.lineage_refs > 0 {
                 return;
             }
-            let parent = process.lineage_parent;
+            let parent = process.links.lineage_parent;
             self.slots[index] = None;
             self.free.push(index);
             let Some(parent) = parent else { return };
-            self.get_mut(parent).lineage_refs -= 1;
+            self.get_mut(parent).links.lineage_refs -= 1;
             index = parent;
         }
     }
@@ -440,9 +449,10 @@ impl Model {
             exit: None,
             orphaned: None,
             last_signal: None,
-            lineage_parent,
-            lineage_refs: 0,
-            child_slot: 0,
+            links: Links {
+                lineage_parent,
+                ..Links::default()
+            },
         }))
     }
 
@@ -495,9 +505,7 @@ impl Model {
             exit: None,
             orphaned: None,
             last_signal: None,
-            lineage_parent: None,
-            lineage_refs: 0,
-            child_slot: 0,
+            links: Links::default(),
         });
     }
 
@@ -514,14 +522,14 @@ impl Model {
         if let Some(index) = self.find(key) {
             // Already known from the snapshot (the fork raced the bootstrap), which is newer
             // than the fork for everything but lineage and precision.
-            let needs_link = self.get(index).lineage_parent.is_none() && parent.is_some();
+            let needs_link = self.get(index).links.lineage_parent.is_none() && parent.is_some();
             let process = self.get_mut(index);
             process.key.start_time = e.start_time;
             process.cgroup_id = Some(e.cgroup_id);
             if needs_link {
-                process.lineage_parent = parent;
+                process.links.lineage_parent = parent;
                 if let Some(parent) = parent {
-                    self.get_mut(parent).lineage_refs += 1;
+                    self.get_mut(parent).links.lineage_refs += 1;
                 }
             }
             return;
@@ -553,9 +561,10 @@ impl Model {
             exit: None,
             orphaned: None,
             last_signal: None,
-            lineage_parent: parent,
-            lineage_refs: 0,
-            child_slot: 0,
+            links: Links {
+                lineage_parent: parent,
+                ..Links::default()
+            },
         });
     }
 
@@ -640,9 +649,9 @@ impl Model {
                     });
                     process.key
                 };
-                if self.get(child).lineage_parent.is_none() {
-                    self.get_mut(child).lineage_parent = Some(index);
-                    self.get_mut(index).lineage_refs += 1;
+                if self.get(child).links.lineage_parent.is_none() {
+                    self.get_mut(child).links.lineage_parent = Some(index);
+                    self.get_mut(index).links.lineage_refs += 1;
                 }
                 self.link_child(reaper, child);
                 self.stats.reparents += 1;
@@ -687,24 +696,8 @@ impl Model {
     }
 
     fn view_of(&self, index: ProcessIndex) -> ProcessView {
-        let p = self.get(index);
         ProcessView {
-            pid: p.key.pid,
-            start_time: p.key.start_time,
-            ppid: p.ppid,
-            original_ppid: p.original_ppid,
-            comm: p.comm.clone(),
-            cmdline: p.cmdline.clone(),
-            filename: p.filename.clone(),
-            uid: p.uid,
-            pgid: p.pgid,
-            sid: p.sid,
-            origin: p.origin,
-            kernel_thread: p.kernel_thread,
-            execs: p.execs,
-            exit: p.exit.clone(),
-            orphaned: p.orphaned.clone(),
-            last_signal: p.last_signal.clone(),
+            process: self.get(index).clone(),
             lineage: self.lineage(index).map(|(_, a)| a.key).collect(),
         }
     }
@@ -713,7 +706,7 @@ impl Model {
     /// that saw the same history have equal views.
     pub fn view(&self) -> Vec<ProcessView> {
         let mut rows: Vec<ProcessView> = self.processes().map(|(i, _)| self.view_of(i)).collect();
-        rows.sort_by_key(|row| (row.pid, row.start_time));
+        rows.sort_by_key(|row| row.process.key);
         rows
     }
 

@@ -268,14 +268,10 @@ pub fn event_line(event: &Event, color: bool) -> String {
 }
 
 pub fn status_line(model: &Model, status: &Status) -> String {
-    let orphans = model
-        .processes()
-        .filter(|(_, p)| p.is_alive() && p.orphaned.is_some())
-        .count();
     format!(
         "{} processes, {} orphaned | {} events ({:.0}/s) | lost {} | up {}",
         model.live_count(),
-        orphans,
+        model.orphan_count(),
         status.events,
         status.rate,
         status.lost.total(),
