@@ -61,8 +61,8 @@ impl RecordKind {
 pub struct Header {
     /// A [`RecordKind`].
     pub kind: u32,
-    /// The thread that acted (the forking thread, the exec'ing thread, the last thread to exit,
-    /// the renamed thread, the signalled thread's group leader).
+    /// The thread that was running: the forking thread, the exec'ing thread, the last thread
+    /// to exit, the renaming thread, the thread that generated the signal.
     pub tid: u32,
     /// `CLOCK_BOOTTIME` in nanoseconds when the probe ran.
     pub ts: u64,
@@ -90,7 +90,9 @@ pub struct ProcessStartRecord {
     pub uid: u32,
     pub pgid: u32,
     pub sid: u32,
-    pub _pad: u32,
+    /// The process that called fork/clone: the parent, except with `CLONE_PARENT`, where the
+    /// caller's parent becomes the parent. The child is a copy of the caller.
+    pub caller_pid: u32,
     pub comm: [u8; TASK_COMM_LEN],
 }
 
@@ -138,7 +140,8 @@ pub struct ExitRecord {
     pub exit_status: u32,
     /// Thread group id of the process that adopts this process's live children: the nearest
     /// live `PR_SET_CHILD_SUBREAPER` ancestor in its pid namespace, else that namespace's init.
-    /// Equal to `header.pid` when the process is itself the init of its namespace.
+    /// Equal to `header.pid` when the process is itself the init of its namespace; 0 when the
+    /// ancestry was deeper than the probe walks (`MAX_REAPER_WALK`).
     pub reaper_pid: u32,
     /// Process group and session at exit (setsid/setpgid without exec change them).
     pub pgid: u32,

@@ -271,7 +271,8 @@ fn on_fork(child: KernelPtr) {
         (*record).uid = real_uid(child);
         (*record).pgid = group_id(child, Layout::PidTypePgid);
         (*record).sid = group_id(child, Layout::PidTypeSid);
-        (*record)._pad = 0;
+        // The fork tracepoint runs in the calling process.
+        (*record).caller_pid = (bpf_get_current_pid_tgid() >> 32) as u32;
         copy_comm(&raw mut (*record).comm, child);
     }
     entry.submit(0);
@@ -384,7 +385,7 @@ fn on_process_exit(task: KernelPtr) {
 
 /// Who adopts the children of an exiting process, as the kernel's `find_new_reaper` decides:
 /// the nearest live `PR_SET_CHILD_SUBREAPER` ancestor in the same pid namespace, else the
-/// namespace's init.
+/// namespace's init. 0 when the ancestry is deeper than the walk: userspace then asks /proc.
 fn reaper(task: KernelPtr, signal: KernelPtr) -> u32 {
     let pid: KernelPtr = field(task, Layout::TaskThreadPid);
     let level: u32 = field(pid, Layout::PidLevel);
@@ -397,13 +398,16 @@ fn reaper(task: KernelPtr, signal: KernelPtr) -> u32 {
         Layout::SignalHasSubreaperMask,
     ) {
         let mut ancestor = real_parent(task);
+        let mut walked_to_the_end = false;
         for _ in 0..MAX_REAPER_WALK {
             if ancestor == 0 || field::<u32>(ancestor, Layout::TaskPid) == 0 {
-                break; // reached the idle task
+                walked_to_the_end = true; // reached the idle task
+                break;
             }
             let ancestor_pid: KernelPtr = field(ancestor, Layout::TaskThreadPid);
             if field::<u32>(ancestor_pid, Layout::PidLevel) != level {
-                break; // left the namespace
+                walked_to_the_end = true; // left the namespace
+                break;
             }
             let ancestor_signal: KernelPtr = field(ancestor, Layout::TaskSignal);
             if flag(
@@ -415,6 +419,9 @@ fn reaper(task: KernelPtr, signal: KernelPtr) -> u32 {
                 return tgid(ancestor);
             }
             ancestor = real_parent(ancestor);
+        }
+        if !walked_to_the_end {
+            return 0;
         }
     }
     tgid(namespace_init)

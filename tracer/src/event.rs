@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub ppid: u32,
     pub comm: String,
     pub cmdline: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cmdline_truncated: bool,
     pub uid: u32,
     pub pgid: u32,
     pub sid: u32,
@@ -53,6 +55,9 @@ pub struct ProcessStart {
     pub parent_start_time: u64,
     /// The thread that called fork/clone.
     pub tid: u32,
+    /// The process that called fork/clone, of which the child is a copy: the parent, except
+    /// with `CLONE_PARENT`.
+    pub caller_pid: u32,
     pub comm: String,
     pub uid: u32,
     pub pgid: u32,
@@ -204,11 +209,19 @@ pub struct LostCounts {
     pub exit: u64,
     pub rename: u64,
     pub signal: u64,
+    /// Records that arrived but could not be decoded (the probes and the daemon disagree on
+    /// a layout): received, yet lost all the same.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub malformed: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 impl LostCounts {
     pub fn total(&self) -> u64 {
-        self.process_start + self.exec + self.exit + self.rename + self.signal
+        self.process_start + self.exec + self.exit + self.rename + self.signal + self.malformed
     }
 
     pub fn add(&mut self, other: &LostCounts) {
@@ -217,6 +230,19 @@ impl LostCounts {
         self.exit += other.exit;
         self.rename += other.rename;
         self.signal += other.signal;
+        self.malformed += other.malformed;
+    }
+
+    /// What was lost since `earlier`, a previous reading of the same counters.
+    pub fn since(&self, earlier: &LostCounts) -> LostCounts {
+        LostCounts {
+            process_start: self.process_start - earlier.process_start,
+            exec: self.exec - earlier.exec,
+            exit: self.exit - earlier.exit,
+            rename: self.rename - earlier.rename,
+            signal: self.signal - earlier.signal,
+            malformed: self.malformed - earlier.malformed,
+        }
     }
 }
 
@@ -272,6 +298,14 @@ impl Event {
             Event::Lost(_) => "lost",
         }
     }
+}
+
+/// Whether a copied argument area looks complete. The kernel ends every argument with a NUL;
+/// an area whose last byte is not NUL was overwritten by a title longer than the original
+/// arguments (setproctitle spills into the environment strings), which `/proc/PID/cmdline`
+/// reads on past the area's end.
+pub fn args_spill(area: &[u8]) -> bool {
+    area.last().is_some_and(|&b| b != 0)
 }
 
 /// Splits a NUL-separated argument area (as in `/proc/PID/cmdline`) into arguments. Trailing

@@ -10,7 +10,7 @@ use tracer_common::{
 use zerocopy::FromBytes;
 
 use crate::event::{
-    Event, Exec, Exit, ProcessStart, Rename, Signal, SignalResult, c_string, split_args,
+    Event, Exec, Exit, ProcessStart, Rename, Signal, SignalResult, args_spill, c_string, split_args,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +67,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 ppid: r.header.ppid,
                 parent_start_time: r.parent_start_time,
                 tid: r.header.tid,
+                caller_pid: r.caller_pid,
                 comm: c_string(&r.comm),
                 uid: r.uid,
                 pgid: r.pgid,
@@ -87,7 +88,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 filename: String::from_utf8_lossy(filename).into_owned(),
                 filename_truncated: r.filename_len as usize >= FILENAME_CAP - 1,
                 cmdline: split_args(argv),
-                cmdline_truncated: r.argv_total > r.argv_len,
+                cmdline_truncated: r.argv_total > r.argv_len || args_spill(argv),
                 comm: c_string(&r.comm),
                 uid: r.uid,
                 pgid: r.pgid,
@@ -120,7 +121,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 start_time: r.header.start_time,
                 comm: c_string(&r.comm),
                 cmdline: (r.argv_len > 0).then(|| split_args(argv)),
-                cmdline_truncated: r.argv_total > r.argv_len && r.argv_len > 0,
+                cmdline_truncated: r.argv_len > 0
+                    && (r.argv_total > r.argv_len || args_spill(argv)),
                 pgid: r.pgid,
                 sid: r.sid,
             })
@@ -194,6 +196,13 @@ mod tests {
 
         let cut = exec_record(b"/bin/true", b"true\0", 5000);
         let Event::Exec(exec) = decode(&cut).unwrap() else {
+            panic!("not an exec");
+        };
+        assert!(exec.cmdline_truncated);
+
+        // A title written past the end of the argument area.
+        let spilled = exec_record(b"/bin/true", b"[celeryd: w1@host:Mai", 21);
+        let Event::Exec(exec) = decode(&spilled).unwrap() else {
             panic!("not an exec");
         };
         assert!(exec.cmdline_truncated);
