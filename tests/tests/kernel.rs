@@ -297,6 +297,33 @@ fn a_setproctitle_rename_shows_the_full_title() {
 }
 
 #[test]
+fn a_title_longer_than_the_arguments_is_read_in_full() {
+    let _kernel = kernel_test();
+    // Longer than the original arguments, so it spills into the environment strings: the
+    // probe sees only the argument area, the tracer reads the rest from /proc.
+    let title = format!(
+        "airflow task supervisor: ['airflow', 'tasks', 'run', 'etl_daily', 'load', {}]",
+        "'scheduled__2026-11-24T00:00:00+00:00', ".repeat(3)
+    );
+    let recording = Recording::start(&[]);
+    let held = Held::start_with_env(
+        &["rename", "--title-env", "LINEAGE_TEST_TITLE"],
+        &[("LINEAGE_TEST_TITLE", &title)],
+    );
+    let process = held.pid();
+    // The rest of the title is only in /proc: the process must live until the tracer read it.
+    recording.wait_for(
+        "the rename",
+        |e| matches!(e, Event::Rename(r) if r.pid == process),
+    );
+    held.release();
+    let trace = recording.stop();
+    let rename = trace.only("rename", trace.renames().filter(|r| r.pid == process));
+    assert_eq!(rename.cmdline.as_deref(), Some(&[title.clone()][..]));
+    assert!(!rename.cmdline_truncated);
+}
+
+#[test]
 fn processes_started_before_the_tracer_are_in_the_snapshot() {
     let _kernel = kernel_test();
     let held = Held::start(&["hold"]);

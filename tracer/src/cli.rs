@@ -19,6 +19,7 @@ use crate::live::{self, LiveOptions, LiveSummary};
 use crate::model::Model;
 use crate::render::{TreeStyle, duration, tree_lines};
 use crate::replay::{self, parse_at};
+use crate::sanitize::{escape_json_for_terminal, sanitize};
 use crate::sink::{NullSink, RecordSink, TerminalSink, WatchMode};
 use crate::trace::{TraceReader, TraceWriter};
 
@@ -85,8 +86,8 @@ struct CaptureArgs {
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     text.parse::<f64>()
         .ok()
-        .filter(|secs| secs.is_finite() && *secs > 0.0)
-        .map(Duration::from_secs_f64)
+        .filter(|secs| *secs > 0.0)
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
         .ok_or_else(|| format!("{text:?} is not a positive number of seconds"))
 }
 
@@ -146,13 +147,19 @@ fn lost_note(summary: &LiveSummary) -> String {
     if lost == 0 {
         "no kernel records lost".into()
     } else {
+        let lost_kinds = &summary.lost;
+        let malformed = if lost_kinds.malformed > 0 {
+            format!(", {} undecodable", lost_kinds.malformed)
+        } else {
+            String::new()
+        };
         format!(
-            "{lost} KERNEL RECORDS LOST (start {}, exec {}, exit {}, rename {}, signal {}): use a bigger --ring-buffer",
-            summary.lost.process_start,
-            summary.lost.exec,
-            summary.lost.exit,
-            summary.lost.rename,
-            summary.lost.signal
+            "{lost} KERNEL RECORDS LOST (start {}, exec {}, exit {}, rename {}, signal {}{malformed}): use a bigger --ring-buffer",
+            lost_kinds.process_start,
+            lost_kinds.exec,
+            lost_kinds.exit,
+            lost_kinds.rename,
+            lost_kinds.signal
         )
     }
 }
@@ -229,7 +236,7 @@ fn replay_command(file: &Path, at: Option<&str>, kernel_threads: bool, json: boo
     }
     if json {
         let out = serde_json::to_string_pretty(&model.view()).context("cannot encode the tree")?;
-        println!("{out}");
+        println!("{}", escape_json_for_terminal(&out));
         return Ok(());
     }
     let terminal = std::io::stdout().is_terminal();
@@ -245,7 +252,7 @@ fn replay_command(file: &Path, at: Option<&str>, kernel_threads: bool, json: boo
     }
     println!(
         "-- {} at +{} ({} events): {} processes alive, {} orphaned, {} kernel records lost",
-        header.host,
+        sanitize(&header.host),
         duration(summary.last_ts.saturating_sub(header.ts)),
         summary.events,
         model.live_count(),
@@ -258,6 +265,7 @@ fn replay_command(file: &Path, at: Option<&str>, kernel_threads: bool, json: boo
         (stats.vanished, "gone without an exit event"),
         (stats.stale, "late events ignored"),
         (stats.parent_resyncs, "parents corrected by later events"),
+        (stats.rejected, "impossible events rejected"),
     ]
     .into_iter()
     .filter(|(count, _)| *count > 0)
@@ -357,6 +365,7 @@ mod tests {
         assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("NaN").is_err());
+        assert!(parse_seconds("1e30").is_err());
     }
 
     #[test]

@@ -106,6 +106,13 @@ pub fn checks() -> Vec<Check> {
                 })
                 .map_err(|e| format!("{e:#}")),
         ));
+    } else {
+        for name in ["ring buffer", "probes"] {
+            checks.push(check(
+                name,
+                Err("cannot be checked without privileges".into()),
+            ));
+        }
     }
     checks.push(match preflight::tracefs() {
         Some(path) => Check {

@@ -55,8 +55,6 @@ pub struct LiveSummary {
     pub snapshot: usize,
     pub events: u64,
     pub lost: LostCounts,
-    /// Ring-buffer records the decoder rejected.
-    pub malformed: u64,
     pub reparent_checks: ReparentChecks,
 }
 
@@ -79,9 +77,9 @@ impl<S: Sink> Capture<'_, S> {
                         pid: exec.pid,
                         start_time: exec.start_time,
                     };
-                    if let Some(full) = self.procfs.cmdline_of(key) {
+                    if let Some((full, truncated)) = self.procfs.cmdline_of(key) {
                         exec.cmdline = full;
-                        exec.cmdline_truncated = false;
+                        exec.cmdline_truncated = truncated;
                     }
                 }
                 Event::Rename(rename) if rename.cmdline.is_none() || rename.cmdline_truncated => {
@@ -89,9 +87,9 @@ impl<S: Sink> Capture<'_, S> {
                         pid: rename.pid,
                         start_time: rename.start_time,
                     };
-                    if let Some(full) = self.procfs.cmdline_of(key) {
+                    if let Some((full, truncated)) = self.procfs.cmdline_of(key) {
                         rename.cmdline = Some(full);
-                        rename.cmdline_truncated = false;
+                        rename.cmdline_truncated = truncated;
                     }
                 }
                 _ => {}
@@ -150,13 +148,7 @@ impl<S: Sink> Capture<'_, S> {
 
     fn poll_lost(&mut self, probes: &Probes) -> Result<()> {
         let total = probes.lost_counts()?;
-        let delta = LostCounts {
-            process_start: total.process_start - self.lost.process_start,
-            exec: total.exec - self.lost.exec,
-            exit: total.exit - self.lost.exit,
-            rename: total.rename - self.lost.rename,
-            signal: total.signal - self.lost.signal,
-        };
+        let delta = total.since(&self.lost);
         if delta.total() > 0 {
             self.lost = total;
             self.pipeline.apply(&Event::Lost(crate::event::Lost {
@@ -282,7 +274,6 @@ pub async fn run<S: Sink>(
         snapshot: snapshot_len,
         events: capture.pipeline.events,
         lost: capture.lost,
-        malformed: probes.malformed,
         reparent_checks: capture.checks,
     })
 }

@@ -1,12 +1,30 @@
 //! Reading processes from `/proc`: the bootstrap snapshot, and the few facts the live tracer
 //! re-reads (long command lines, a reparented process's parent).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::event::{ProcessKey, Snapshot, split_args};
 
 /// `task_struct::flags` bit of kernel threads, as `/proc/PID/stat` shows it.
 const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// Longest command line read from `/proc`. Argument lists can be megabytes; a title a human
+/// reads is not, and a trace line must stay well under the reader's line limit.
+pub const CMDLINE_CAP: usize = 64 << 10;
+
+/// Reads at most `cap` bytes; true if there was more.
+fn read_capped(path: &Path, cap: usize) -> Option<(Vec<u8>, bool)> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(cap as u64 + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let truncated = bytes.len() > cap;
+    bytes.truncate(cap);
+    Some((bytes, truncated))
+}
 
 /// The fields of `/proc/PID/stat` the tracer uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,13 +106,14 @@ impl ProcFs {
         stat.start_ticks == key.start_time / self.tick_ns
     }
 
-    /// The command line of `key`, if that process (not a later holder of its pid) still lives.
-    pub fn cmdline_of(&self, key: ProcessKey) -> Option<Vec<String>> {
-        let raw = std::fs::read(self.path(key.pid, "cmdline")).ok()?;
+    /// The command line of `key` (and whether it was cut at [`CMDLINE_CAP`]), if that process
+    /// (not a later holder of its pid) still lives.
+    pub fn cmdline_of(&self, key: ProcessKey) -> Option<(Vec<String>, bool)> {
+        let (raw, truncated) = read_capped(&self.path(key.pid, "cmdline"), CMDLINE_CAP)?;
         // Read stat after the command line: if it still names the same process, so did the
         // command line.
         let stat = self.stat(key.pid)?;
-        (self.is_same(key, &stat) && !raw.is_empty()).then(|| split_args(&raw))
+        (self.is_same(key, &stat) && !raw.is_empty()).then(|| (split_args(&raw), truncated))
     }
 
     /// The current parent of `key`, if that process still lives.
@@ -115,11 +134,11 @@ impl ProcFs {
             return None;
         }
         let kernel_thread = stat.flags & PF_KTHREAD != 0;
-        let cmdline = if kernel_thread {
-            Vec::new()
+        let (cmdline, cmdline_truncated) = if kernel_thread {
+            (Vec::new(), false)
         } else {
-            std::fs::read(self.path(pid, "cmdline"))
-                .map(|raw| split_args(&raw))
+            read_capped(&self.path(pid, "cmdline"), CMDLINE_CAP)
+                .map(|(raw, truncated)| (split_args(&raw), truncated))
                 .unwrap_or_default()
         };
         let uid = std::fs::read_to_string(self.path(pid, "status"))
@@ -133,6 +152,7 @@ impl ProcFs {
             ppid: stat.ppid,
             comm: stat.comm,
             cmdline,
+            cmdline_truncated,
             uid,
             pgid: stat.pgrp,
             sid: stat.session,
@@ -239,5 +259,20 @@ mod tests {
         assert_eq!(procfs.ppid_of(reused), None);
         assert_eq!(procfs.cmdline_of(reused), None);
         assert!(procfs.cmdline_of(key).is_some());
+    }
+
+    #[test]
+    fn command_lines_are_capped() {
+        let long = vec![b'x'; CMDLINE_CAP + 100];
+        let dir = fake_proc(&[(4121, STAT, &long)]);
+        let procfs = ProcFs::new(dir.path(), 10_000_000);
+        let snapshot = procfs.snapshot_of(4121, 0).unwrap();
+        assert!(snapshot.cmdline_truncated);
+        assert_eq!(snapshot.cmdline[0].len(), CMDLINE_CAP);
+        let key = ProcessKey {
+            pid: 4121,
+            start_time: 1_234_560_000_000,
+        };
+        assert!(procfs.cmdline_of(key).unwrap().1);
     }
 }

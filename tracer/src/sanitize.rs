@@ -31,6 +31,24 @@ pub fn sanitize(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// JSON for a terminal: serde_json escapes only C0 controls, so DEL, C1 controls and
+/// bidirectional overrides, which can only stand inside JSON strings, become `\uXXXX`
+/// escapes. The result is the same JSON value.
+pub fn escape_json_for_terminal(json: &str) -> Cow<'_, str> {
+    if !json.chars().any(is_unsafe) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if is_unsafe(c) && !matches!(c, '\n' | '\r' | '\t') {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +61,25 @@ mod tests {
         assert_eq!(sanitize("\u{9b}31m"), "\\x9b31m");
         assert_eq!(sanitize("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
         assert_eq!(sanitize("caf\u{e9} \u{fffd}"), "caf\u{e9} \u{fffd}");
+    }
+
+    #[test]
+    fn json_for_terminals_stays_the_same_json() {
+        let value = serde_json::json!({ "title": "a\u{9b}31m\u{202e}b\u{7f}", "n": 1 });
+        let text = serde_json::to_string_pretty(&value).unwrap();
+        let safe = escape_json_for_terminal(&text);
+        assert!(
+            !safe
+                .chars()
+                .any(|c| c == '\u{9b}' || c == '\u{202e}' || c == '\u{7f}')
+        );
+        assert!(
+            safe.contains("\\u009b") && safe.contains("\\u202e"),
+            "{safe}"
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&safe).unwrap(),
+            value
+        );
     }
 }

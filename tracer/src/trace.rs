@@ -3,7 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -73,25 +73,37 @@ pub struct TraceWriter {
 }
 
 impl TraceWriter {
-    /// Creates (or truncates) `path` with mode 0600, refusing to follow a symlink there.
+    /// Creates the trace at `path` as a new private file (mode 0600). Whatever stood at that
+    /// path (a file someone else holds open, a FIFO, a symlink) is replaced, never opened or
+    /// followed: the file is created exclusively under a temporary name in the same directory
+    /// and renamed over the path.
     pub fn create(path: &Path) -> Result<TraceWriter> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| anyhow!("cannot create trace {}: not a file name", path.display()))?;
+        let directory = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let mut temporary_name = std::ffi::OsString::from(".");
+        temporary_name.push(name);
+        temporary_name.push(format!(
+            ".{}.{}.tmp",
+            std::process::id(),
+            crate::host::boottime_ns()
+        ));
+        let temporary = directory.join(temporary_name);
         let file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => anyhow!(
-                    "cannot create trace {}: it is a symlink; choose another path",
-                    path.display()
-                ),
-                _ => anyhow!("cannot create trace {}: {e}", path.display()),
-            })?;
-        // An existing file keeps its old mode through O_TRUNC; traces are private.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot make {} private", path.display()))?;
+            .open(&temporary)
+            .map_err(|e| anyhow!("cannot create trace {}: {e}", path.display()))?;
+        if let Err(e) = std::fs::rename(&temporary, path) {
+            let _ = std::fs::remove_file(&temporary);
+            bail!("cannot create trace {}: {e}", path.display());
+        }
         Ok(TraceWriter {
             out: BufWriter::with_capacity(256 << 10, file),
             path: path.to_owned(),
@@ -280,16 +292,20 @@ mod tests {
 
     #[test]
     fn writes_private_files_and_reads_them_back() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.jsonl");
-        std::fs::write(&path, "old").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let mut writer = TraceWriter::create(&path).unwrap();
         writer.write_header(&header()).unwrap();
         writer.write_event(&lost(11)).unwrap();
         writer.finish().unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
 
         let (read_header, reader) = TraceReader::open(&path).unwrap();
         assert_eq!(read_header, header());
@@ -298,15 +314,47 @@ mod tests {
     }
 
     #[test]
-    fn refuses_a_symlink_at_the_output_path() {
+    fn what_stood_at_the_path_is_replaced_never_opened() {
+        use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+
+        // A file someone else made, and holds open to read what gets written.
+        std::fs::write(&path, "old").unwrap();
+        let planted = File::open(&path).unwrap();
+        let mut writer = TraceWriter::create(&path).unwrap();
+        writer.write_header(&header()).unwrap();
+        writer.finish().unwrap();
+        assert_ne!(
+            planted.metadata().unwrap().ino(),
+            std::fs::metadata(&path).unwrap().ino()
+        );
+        assert_eq!(std::io::read_to_string(&planted).unwrap(), "old");
+
+        // A symlink to a file elsewhere: replaced, not followed.
         let target = dir.path().join("target");
         std::fs::write(&target, "keep").unwrap();
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&target, &link).unwrap();
-        let error = TraceWriter::create(&link).err().unwrap().to_string();
-        assert!(error.contains("symlink"), "{error}");
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        TraceWriter::create(&path).unwrap();
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+
+        // A FIFO: opening it would block or feed a reader; it is replaced too.
+        std::fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+        TraceWriter::create(&path).unwrap();
+        assert!(std::fs::metadata(&path).unwrap().is_file());
+
+        // A directory cannot be replaced: a clear error, and no temporary left behind.
+        let error = TraceWriter::create(dir.path()).err().unwrap().to_string();
+        assert!(error.starts_with("cannot create trace"), "{error}");
+        let blocker = dir.path().join("d");
+        std::fs::create_dir(&blocker).unwrap();
+        std::fs::write(blocker.join("x"), "").unwrap();
+        assert!(TraceWriter::create(&blocker).is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 3, "{names:?}");
     }
 
     #[test]

@@ -55,8 +55,13 @@ enum Scenario {
     /// Rewrite the argument area to TITLE and comm to its first 15 bytes, as setproctitle
     /// does, then wait for standard input to close.
     Rename {
+        #[arg(long, required_unless_present = "title_env")]
+        title: Option<String>,
+        /// Take the title from this environment variable instead: it is then not among the
+        /// arguments, and a long one spills past the argument area into the environment
+        /// strings, as setproctitle's titles do.
         #[arg(long)]
-        title: String,
+        title_env: Option<String>,
         /// First move to a process group of its own, as Airflow's task runner does.
         #[arg(long)]
         own_group: bool,
@@ -343,14 +348,18 @@ fn rename(title: &str, own_group: bool) -> Result<()> {
     let pid = getpid().to_string();
     let arg_start: u64 = stat_field(&pid, 48)?.parse()?;
     let arg_end: u64 = stat_field(&pid, 49)?.parse()?;
-    let room = (arg_end - arg_start) as usize;
+    let env_end: u64 = stat_field(&pid, 51)?.parse()?;
+    let arguments = (arg_end - arg_start) as usize;
+    // Like setproctitle: the title goes over the arguments, and on over the environment
+    // strings that follow them when it is longer; the rest of the arguments is cleared.
+    let room = (env_end - arg_start) as usize;
     if title.len() + 1 > room {
         bail!(
-            "title of {} bytes does not fit {room} bytes of arguments: pass a longer --pad",
+            "title of {} bytes does not fit {room} bytes of arguments and environment",
             title.len()
         );
     }
-    let mut area = vec![0u8; room];
+    let mut area = vec![0u8; arguments.max(title.len() + 1)];
     area[..title.len()].copy_from_slice(title.as_bytes());
     let mut memory = std::fs::OpenOptions::new()
         .write(true)
@@ -456,9 +465,16 @@ fn main() -> std::process::ExitCode {
         Scenario::ThreadExec => thread_exec(),
         Scenario::Rename {
             title,
+            title_env,
             own_group,
             pad: _,
-        } => rename(&title, own_group),
+        } => match (title, title_env) {
+            (Some(title), _) => rename(&title, own_group),
+            (None, Some(name)) => std::env::var(&name)
+                .with_context(|| format!("no {name} in the environment"))
+                .and_then(|title| rename(&title, own_group)),
+            (None, None) => Err(anyhow::anyhow!("give --title or --title-env")),
+        },
         Scenario::Hold => hold(),
         Scenario::Burst {
             count,

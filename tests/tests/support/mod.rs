@@ -125,6 +125,20 @@ impl Recording {
         }
     }
 
+    /// Waits until the trace file (flushed at each batch) has an event `wanted` accepts.
+    pub fn wait_for(&self, what: &str, wanted: impl Fn(&Event) -> bool) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok((_, reader)) = TraceReader::open(&self.path)
+                && reader.filter_map(Result::ok).any(|event| wanted(&event))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no {what} in the trace within {READY_TIMEOUT:?}");
+    }
+
     /// Sends a signal to the tracer (SIGSTOP and SIGCONT stall and resume its consumer).
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal)
@@ -289,8 +303,13 @@ pub struct Held {
 
 impl Held {
     pub fn start(args: &[&str]) -> Held {
+        Held::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Held {
         let mut child = Command::new(WORKLOAD)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

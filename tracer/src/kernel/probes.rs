@@ -77,6 +77,12 @@ impl Probes {
     pub fn load(options: &ProbeOptions) -> Result<Probes> {
         preflight::require_kernel_version(&preflight::kernel_release())?;
         preflight::require_privileges()?;
+        // Before 5.11 BPF maps count against RLIMIT_MEMLOCK, far below the ring buffer's size.
+        let _ = nix::sys::resource::setrlimit(
+            nix::sys::resource::Resource::RLIMIT_MEMLOCK,
+            nix::sys::resource::RLIM_INFINITY,
+            nix::sys::resource::RLIM_INFINITY,
+        );
         let ring_bytes = options.ring_bytes;
         if !ring_bytes.is_power_of_two() || ring_bytes < 4096 {
             bail!("ring buffer size {ring_bytes} must be a power of two of at least 4096 bytes");
@@ -176,7 +182,8 @@ impl Probes {
         read
     }
 
-    /// Records lost since the probes were attached, by kind, summed over CPUs.
+    /// Records lost since the probes were attached, by kind, summed over CPUs; and records
+    /// received that could not be decoded.
     pub fn lost_counts(&self) -> Result<LostCounts> {
         let read = |kind: RecordKind| -> Result<u64> {
             let values = self
@@ -192,6 +199,7 @@ impl Probes {
             exit: read(RecordKind::Exit)?,
             rename: read(RecordKind::Rename)?,
             signal: read(RecordKind::Signal)?,
+            malformed: self.malformed,
         })
     }
 }
