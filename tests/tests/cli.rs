@@ -63,13 +63,16 @@ fn replay_shows_the_orphan_under_init_with_its_lost_parent() {
     let text = String::from_utf8(output.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "1 /sbin/init");
-    assert_eq!(lines[1], "├─ 100 [celeryd: w1@host:MainProcess]");
+    assert_eq!(
+        lines[1],
+        "├─ 100 [celeryd: w1@host:MainProcess]  (Celery main process)"
+    );
     assert_eq!(
         lines[2],
         "└─ 102 python3 train.py \\x1b[2J  orphaned: parent 101 [[celeryd: w1@ho] exited 0ms ago"
     );
     assert!(
-        lines[3].starts_with("-- worker-7 at +3.0s (9 events): 3 processes alive, 1 orphaned"),
+        lines[3].starts_with("-- worker-7 at +3.0s (8 events): 3 processes alive, 1 orphaned"),
         "{}",
         lines[3]
     );
@@ -102,7 +105,44 @@ fn replay_shows_the_orphan_under_init_with_its_lost_parent() {
         .find(|row| row["pid"] == 101)
         .unwrap();
     assert_eq!(worker["exit"]["signal"], 9);
-    assert_eq!(worker["last_signal"]["sender"]["pid"], 100);
+    assert_eq!(worker["signals"][0]["sender"]["pid"], 100);
+}
+
+#[test]
+fn report_tells_who_killed_the_worker_and_what_it_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "incident.jsonl", &incident());
+    let output = tracer(&["report", &path]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    let expected = [
+        "1 daemonic spawn, 1 orphan (1 alive at the end, 0 exited), 1 kill",
+        "Celery worker w1@host",
+        "  Celery prefork pool worker 101 `[celeryd: w1@host:ForkPoolWorker-1]`",
+        "    was killed by SIGKILL from 100, the Celery main process stopping its pool worker at 1970-01-01 00:00:03Z",
+        "    started 1 child while daemonic:",
+        "      102 `python3 train.py \\x1b[2J` (exec of /usr/bin/python3)",
+        "    left 1 orphan when it died:",
+        "      102 `python3 train.py \\x1b[2J`: still alive under 1 at the end",
+    ];
+    for line in expected {
+        assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+    }
+    assert!(!text.contains('\x1b'), "escapes are shown, not sent");
+
+    let json = tracer(&["report", &path, "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["totals"]["daemonic_spawns"], 1);
+    let group = &report["groups"][0];
+    assert_eq!(group["subject"]["kind"], "celery_worker");
+    assert_eq!(group["subject"]["node"], "w1@host");
+    let worker = &group["actors"][0];
+    assert_eq!(worker["pid"], 101);
+    assert_eq!(worker["spawns"][0]["how"], "exec");
+    assert_eq!(
+        worker["orphans"][0]["orphaned"]["identity"]["celery_worker"],
+        "1"
+    );
 }
 
 #[test]

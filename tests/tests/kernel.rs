@@ -16,6 +16,7 @@ use tracer::event::{Event, ReparentSource, SignalResult};
 use tracer::kernel::ExitProbe;
 use tracer::live::LiveOptions;
 use tracer::replay::replay;
+use tracer::roles::Rules;
 use tracer::sink::NullSink;
 
 #[test]
@@ -162,7 +163,7 @@ fn double_fork_under_a_subreaper_is_reparented_and_orphaned() {
         "exit of the grandchild",
         trace.exits().filter(|e| e.pid == grandchild),
     );
-    let (pipeline, _, _) = replay(trace.path(), Some(orphan_exit.ts - 1), NullSink).unwrap();
+    let (pipeline, _, _) = replay(trace.path(), Some(orphan_exit.ts - 1), None, NullSink).unwrap();
     let model = &pipeline.model;
     let index = model
         .live_index(grandchild)
@@ -284,7 +285,7 @@ fn a_setproctitle_rename_shows_the_full_title() {
     assert_eq!(trace.renames().filter(|r| r.pid == process).count(), 1);
 
     let exit = trace.only("exit", trace.exits().filter(|e| e.pid == process));
-    let (pipeline, _, _) = replay(trace.path(), Some(exit.ts - 1), NullSink).unwrap();
+    let (pipeline, _, _) = replay(trace.path(), Some(exit.ts - 1), None, NullSink).unwrap();
     let shown = pipeline
         .model
         .live(process)
@@ -469,14 +470,14 @@ fn a_tiny_ring_buffer_loses_records_and_counts_every_one() {
 #[test]
 fn record_then_replay_rebuilds_the_live_tree() {
     let _kernel = kernel_test();
-    let (live, held, trace) = capture_in_process(&LiveOptions::default(), || {
+    let (live, held, trace) = capture_in_process(&LiveOptions::default(), Rules::builtin(), || {
         // A tree still alive at the end, one that came and went, and an orphan.
         let held = Held::start(&["hold"]);
         workload(&["fork-exec-exit", "--code", "0"]);
         workload(&["double-fork", "--subreaper"]);
         held
     });
-    let (replayed, _, summary) = replay(trace.path(), None, NullSink).unwrap();
+    let (replayed, _, summary) = replay(trace.path(), None, None, NullSink).unwrap();
     assert_eq!(summary.trailing_bytes, 0);
     assert_eq!(
         replayed.model.view(),
@@ -508,7 +509,7 @@ fn the_exit_probe_for_older_kernels_works_here_too() {
     let _kernel = kernel_test();
     let mut options = LiveOptions::default();
     options.probes.exit_probe = Some(ExitProbe::LiveThreadCount);
-    let (_, reports, trace) = capture_in_process(&options, || {
+    let (_, reports, trace) = capture_in_process(&options, Rules::builtin(), || {
         [
             workload(&["fork-exec-exit", "--code", "3"]),
             workload(&["sibling-kill"]),

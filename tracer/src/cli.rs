@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use tracer_common::DEFAULT_RING_BYTES;
 
+use crate::analysis::Analyzer;
 use crate::doctor::{self, Outcome};
 use crate::host;
 use crate::ingest::Pipeline;
@@ -19,6 +20,7 @@ use crate::live::{self, LiveOptions, LiveSummary};
 use crate::model::Model;
 use crate::render::{TreeStyle, duration, tree_lines};
 use crate::replay::{self, parse_at};
+use crate::roles::Rules;
 use crate::sanitize::{escape_json_for_terminal, sanitize};
 use crate::sink::{NullSink, RecordSink, TerminalSink, WatchMode};
 use crate::trace::{TraceReader, TraceWriter};
@@ -39,6 +41,22 @@ struct Cli {
 enum Command {
     /// Check that this host can run the tracer; exits non-zero if it cannot.
     Doctor,
+    /// A postmortem of a trace: what each Celery worker and Airflow task started while
+    /// daemonic, the orphans it left, and who killed what.
+    Report {
+        file: PathBuf,
+        /// Rules file to classify with (default: the rules the trace was recorded with).
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// The report as JSON, for machines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the effective role rules (built-in, after those of --rules FILE).
+    Rules {
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+    },
     /// Show the live process tree (one line per event when not on a terminal).
     Watch {
         #[command(flatten)]
@@ -61,6 +79,9 @@ enum Command {
     /// Rebuild the process tree from a trace, as it was at the end or at --at.
     Replay {
         file: PathBuf,
+        /// Rules file to classify with (default: the rules the trace was recorded with).
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
         /// A time: nanoseconds since boot, or +DURATION from the trace start (+30s, +250ms).
         #[arg(long)]
         at: Option<String>,
@@ -75,6 +96,9 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct CaptureArgs {
+    /// Rules file with roles to add (tried before the built-in ones): see `tracer rules`.
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     duration: Option<Duration>,
@@ -165,8 +189,13 @@ fn lost_note(summary: &LiveSummary) -> String {
 }
 
 async fn record(output: &Path, capture: &CaptureArgs) -> Result<()> {
+    let analyzer = Analyzer::new(Rules::load(capture.rules.as_deref())?);
     let writer = TraceWriter::create(output)?;
-    let mut pipeline = Pipeline::new(Model::new(host::clock_tick_ns()), RecordSink::new(writer));
+    let mut pipeline = Pipeline::new(
+        Model::new(host::clock_tick_ns()),
+        analyzer,
+        RecordSink::new(writer),
+    );
     let stop = termination()?;
     let result = live::run(&capture.options(), &mut pipeline, stop, |ready| {
         eprintln!(
@@ -199,6 +228,7 @@ async fn watch(capture: &CaptureArgs, plain: bool, kernel_threads: bool) -> Resu
     let mode = WatchMode::detect(plain);
     let mut pipeline = Pipeline::new(
         Model::new(host::clock_tick_ns()),
+        Analyzer::new(Rules::load(capture.rules.as_deref())?),
         TerminalSink::new(mode, kernel_threads),
     );
     let stop = termination()?;
@@ -217,7 +247,13 @@ async fn watch(capture: &CaptureArgs, plain: bool, kernel_threads: bool) -> Resu
     Ok(())
 }
 
-fn replay_command(file: &Path, at: Option<&str>, kernel_threads: bool, json: bool) -> Result<()> {
+fn replay_command(
+    file: &Path,
+    rules: Option<&Path>,
+    at: Option<&str>,
+    kernel_threads: bool,
+    json: bool,
+) -> Result<()> {
     let until = match at {
         Some(text) => {
             let (header, _) = TraceReader::open(file)?;
@@ -225,7 +261,8 @@ fn replay_command(file: &Path, at: Option<&str>, kernel_threads: bool, json: boo
         }
         None => None,
     };
-    let (pipeline, header, summary) = replay::replay(file, until, NullSink)?;
+    let rules = rules.map(|path| Rules::load(Some(path))).transpose()?;
+    let (pipeline, header, summary) = replay::replay(file, until, rules, NullSink)?;
     let model = &pipeline.model;
     if summary.trailing_bytes > 0 {
         eprintln!(
@@ -291,6 +328,22 @@ async fn doctor_command() -> Result<()> {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Doctor => doctor_command().await,
+        Command::Report { file, rules, json } => {
+            let rules = rules.map(|path| Rules::load(Some(&path))).transpose()?;
+            let report = crate::report::build(&file, rules)?;
+            if json {
+                let out =
+                    serde_json::to_string_pretty(&report).context("cannot encode the report")?;
+                println!("{}", escape_json_for_terminal(&out));
+            } else {
+                print!("{}", crate::report::text(&report));
+            }
+            Ok(())
+        }
+        Command::Rules { rules } => {
+            print!("{}", Rules::load(rules.as_deref())?.to_toml());
+            Ok(())
+        }
         Command::Watch {
             capture,
             plain,
@@ -299,10 +352,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Record { output, capture } => record(&output, &capture).await,
         Command::Replay {
             file,
+            rules,
             at,
             kernel_threads,
             json,
-        } => replay_command(&file, at.as_deref(), kernel_threads, json),
+        } => replay_command(&file, rules.as_deref(), at.as_deref(), kernel_threads, json),
     }
 }
 

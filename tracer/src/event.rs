@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::roles::{Evidence, Identity};
+
 /// A process identity that survives pid reuse: pid plus start time (ns since boot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ProcessKey {
@@ -21,6 +23,8 @@ pub enum Event {
     Signal(Signal),
     Reparent(Reparent),
     Lost(Lost),
+    /// Boxed: findings are rare and large, events are many.
+    Finding(Box<Finding>),
 }
 
 fn is_false(value: &bool) -> bool {
@@ -246,6 +250,111 @@ impl LostCounts {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// A daemonic process created a child process.
+    DaemonicSpawn,
+    /// A process's parent died while it lived.
+    Orphaned,
+    /// A process that had been orphaned exited.
+    OrphanExited,
+    /// A process with a role died by a signal.
+    Killed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpawnHow {
+    /// Forked and never exec'd: `os.fork`, or a multiprocessing/billiard process started
+    /// with the fork method (the kernel cannot tell these apart).
+    Fork,
+    /// Forked, then exec'd a program (`subprocess`, `os.exec*`).
+    Exec,
+    /// A Python multiprocessing/billiard child started with the spawn method.
+    MultiprocessingSpawn,
+}
+
+/// A process as a finding names it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSketch {
+    pub pid: u32,
+    pub start_time: u64,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_label: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub daemonic: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub exited: bool,
+}
+
+/// Who sent the signal that killed a process, and what that sender was doing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Killer {
+    pub process: ProcessSketch,
+    pub sig: i32,
+    /// The kill in words: `SIGKILL from 4679, the Celery main process enforcing a hard time
+    /// limit (SIGTERM, then SIGKILL 101ms later)`, `SIGKILL, its parent's death signal ...`.
+    pub what: String,
+}
+
+/// How a process died.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Death {
+    pub ts: u64,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub core_dumped: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killer: Option<Killer>,
+    /// `exit code 3`, or `killed by ` and the killer's `what`.
+    pub description: String,
+}
+
+/// Something an operator should know, derived by the analysis (replay derives it again).
+/// `pid`/`start_time` are the process it is about: for `daemonic_spawn` the new child.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub ts: u64,
+    pub pid: u32,
+    pub start_time: u64,
+    pub kind: FindingKind,
+    /// One sentence for a human.
+    pub summary: String,
+    pub process: ProcessSketch,
+    /// `daemonic_spawn`: the daemonic parent; `orphaned`: the parent that died.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub how: Option<SpawnHow>,
+    /// `daemonic_spawn` by exec: the program.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
+    /// `orphaned`: the adopting process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_ppid: Option<u32>,
+    /// `orphaned`: the parent that died, and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_parent: Option<ProcessSketch>,
+    /// `orphaned`: how the parent died; `killed`, `orphan_exited`: how this process died.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub death: Option<Death>,
+    /// `orphan_exited`: how long it lived as an orphan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orphaned_for_ns: Option<u64>,
+    /// Ancestors by lineage, nearest first, as far as the tracer knows them.
+    pub lineage: Vec<ProcessSketch>,
+    /// Why the daemonic process in question is daemonic, nearest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
+    /// Celery worker and Airflow task the process belongs to.
+    #[serde(default, skip_serializing_if = "Identity::is_empty")]
+    pub identity: Identity,
+}
+
 /// Kernel records that did not fit in the ring buffer since the previous `lost` line.
 /// Not about one process: `pid` and `start_time` are 0.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -268,6 +377,7 @@ impl Event {
             Event::Signal(e) => e.ts,
             Event::Reparent(e) => e.ts,
             Event::Lost(e) => e.ts,
+            Event::Finding(e) => e.ts,
         }
     }
 
@@ -281,8 +391,23 @@ impl Event {
             Event::Signal(e) => (e.pid, e.start_time),
             Event::Reparent(e) => (e.pid, e.start_time),
             Event::Lost(e) => (e.pid, e.start_time),
+            Event::Finding(e) => (e.pid, e.start_time),
         };
         ProcessKey { pid, start_time }
+    }
+
+    /// Whether this is an output of the tracer's own model or analysis (a reparent derived
+    /// from an exit, a finding) rather than something observed. Replay derives these again
+    /// and skips the recorded ones.
+    pub fn is_derived(&self) -> bool {
+        matches!(
+            self,
+            Event::Finding(_)
+                | Event::Reparent(Reparent {
+                    source: ReparentSource::Exit,
+                    ..
+                })
+        )
     }
 
     /// The `"event"` name of a trace line.
@@ -296,6 +421,7 @@ impl Event {
             Event::Signal(_) => "signal",
             Event::Reparent(_) => "reparent",
             Event::Lost(_) => "lost",
+            Event::Finding(_) => "finding",
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 
+use crate::analysis::Analyzer;
 use crate::event::{Event, LostCounts};
 use crate::model::Model;
 use crate::trace::TraceHeader;
@@ -44,32 +45,56 @@ pub trait Sink {
 
 pub struct Pipeline<S> {
     pub model: Model,
+    pub analyzer: Analyzer,
     pub sink: S,
     derived: Vec<Event>,
+    findings: Vec<Event>,
     pub events: u64,
 }
 
 impl<S: Sink> Pipeline<S> {
-    pub fn new(model: Model, sink: S) -> Self {
+    pub fn new(model: Model, analyzer: Analyzer, sink: S) -> Self {
         Pipeline {
             model,
+            analyzer,
             sink,
             derived: Vec::new(),
+            findings: Vec::new(),
             events: 0,
         }
     }
 
-    /// Applies one event, then passes it and what the model derived from it to the sink.
-    /// Returns the derived events.
+    /// Applies one event to the model and the analysis, then passes it, what the model
+    /// derived from it (reparents) and what the analysis found to the sink. Returns the
+    /// model's derived events.
     pub fn apply(&mut self, event: &Event) -> Result<&[Event]> {
         self.derived.clear();
+        self.findings.clear();
+        self.analyzer.before(event, &self.model, &mut self.findings);
         self.model.apply(event, &mut self.derived);
-        self.sink.event(event, &self.model)?;
+        self.analyzer
+            .after(event, &mut self.model, &mut self.findings);
         for derived in &self.derived {
-            self.sink.event(derived, &self.model)?;
+            self.analyzer
+                .after(derived, &mut self.model, &mut self.findings);
         }
-        self.events += 1 + self.derived.len() as u64;
+        self.sink.event(event, &self.model)?;
+        for output in self.derived.iter().chain(&self.findings) {
+            self.sink.event(output, &self.model)?;
+        }
+        self.events += 1 + (self.derived.len() + self.findings.len()) as u64;
         Ok(&self.derived)
+    }
+
+    /// The input is over: the analysis reports what it was still waiting on.
+    pub fn finish_analysis(&mut self) -> Result<()> {
+        self.findings.clear();
+        self.analyzer.finish(&self.model, &mut self.findings);
+        for finding in &self.findings {
+            self.sink.event(finding, &self.model)?;
+        }
+        self.events += self.findings.len() as u64;
+        Ok(())
     }
 
     /// Orders a batch and applies it; the batch is left empty.

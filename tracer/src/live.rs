@@ -213,7 +213,7 @@ pub async fn run<S: Sink>(
         },
         rate_mark: (Instant::now(), 0),
     };
-    let header = TraceHeader::new(
+    let mut header = TraceHeader::new(
         host::hostname(),
         kernel_release(),
         host::boot_id(),
@@ -221,6 +221,7 @@ pub async fn run<S: Sink>(
         host::wall_clock_ns(),
         tick_ns,
     );
+    header.rules = capture.pipeline.analyzer.rules().user_text.clone();
     capture.pipeline.sink.header(&header)?;
     let snapshot_len = snapshot.len();
     for process in snapshot {
@@ -265,6 +266,7 @@ pub async fn run<S: Sink>(
     probes.drain_now(&mut batch);
     capture.ingest(&mut batch)?;
     capture.poll_lost(&probes)?;
+    capture.pipeline.finish_analysis()?;
     capture.flush()?;
     capture
         .pipeline

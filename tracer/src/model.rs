@@ -14,6 +14,7 @@ use crate::event::{
     Event, Exec, Exit, LostCounts, ProcessKey, ProcessStart, Rename, Reparent, ReparentSource,
     Signal, Snapshot,
 };
+use crate::roles::Classification;
 
 /// Index of a process in the model. Valid while the process is retained.
 pub type ProcessIndex = usize;
@@ -23,6 +24,10 @@ const KTHREADD: u32 = 2;
 
 /// The parent of processes whose parent the model lost track of.
 pub const UNKNOWN_PARENT: u32 = 0;
+
+/// Terminating signals remembered per process: enough to tell a SIGTERM-then-SIGKILL
+/// escalation from a single kill.
+const SIGNAL_HISTORY: usize = 4;
 
 /// How many exited identities the model remembers, so that an event arriving after its
 /// process's exit cannot bring the process back.
@@ -60,10 +65,24 @@ pub struct Orphaning {
     pub new_ppid: u32,
 }
 
+/// Where a process's title (command line) came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TitleSource {
+    /// Read from `/proc` at start; whether it was its own is unknown.
+    Snapshot,
+    /// Copied from the process that forked it: not its own yet.
+    Fork,
+    Exec,
+    Rename,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SignalInfo {
     pub ts: u64,
     pub sig: i32,
+    /// `si_code`: 0 kill(2), 128 the kernel, ...
+    pub code: i32,
     pub sender: ProcessKey,
     pub sender_comm: String,
 }
@@ -78,6 +97,7 @@ pub struct Process {
     pub original_ppid: u32,
     pub comm: String,
     pub cmdline: Vec<String>,
+    pub title_source: TitleSource,
     /// The program it runs: the path of its last exec, inherited across fork.
     pub filename: Option<String>,
     pub uid: u32,
@@ -89,7 +109,10 @@ pub struct Process {
     pub execs: u32,
     pub exit: Option<ExitInfo>,
     pub orphaned: Option<Orphaning>,
-    pub last_signal: Option<SignalInfo>,
+    /// The latest terminating signals generated for it, oldest first.
+    pub signals: Vec<SignalInfo>,
+    /// Role, identity and daemonic verdict, kept up to date by the analysis.
+    pub class: Classification,
     #[serde(skip)]
     links: Links,
 }
@@ -221,6 +244,24 @@ impl Model {
 
     pub fn live_count(&self) -> usize {
         self.by_pid.len()
+    }
+
+    /// Records what the analysis concluded about a process.
+    pub fn set_class(&mut self, index: ProcessIndex, class: Classification) {
+        self.get_mut(index).class = class;
+    }
+
+    /// The lineage parent: the process that created this one, while the model holds it.
+    pub fn creator(&self, index: ProcessIndex) -> Option<ProcessIndex> {
+        self.get(index).links.lineage_parent
+    }
+
+    /// Live processes the analysis found daemonic.
+    pub fn daemonic_count(&self) -> usize {
+        self.by_pid
+            .values()
+            .filter(|&&i| self.get(i).class.is_daemonic())
+            .count()
     }
 
     /// Live processes whose parent died while they lived.
@@ -482,6 +523,7 @@ impl Model {
             original_ppid: ppid,
             comm: comm.to_owned(),
             cmdline: Vec::new(),
+            title_source: TitleSource::Snapshot,
             filename: None,
             uid: 0,
             pgid: 0,
@@ -492,7 +534,8 @@ impl Model {
             execs: 0,
             exit: None,
             orphaned: None,
-            last_signal: None,
+            signals: Vec::new(),
+            class: Classification::default(),
             links: Links {
                 lineage_parent,
                 ..Links::default()
@@ -518,13 +561,15 @@ impl Model {
             Event::Signal(e) => self.on_signal(e),
             Event::Reparent(e) => self.on_reparent(e),
             Event::Lost(e) => self.stats.lost.add(&e.by_kind),
+            // The analysis's output, derived again on replay.
+            Event::Finding(_) => {}
         }
     }
 
     fn plausible(event: &Event) -> bool {
         let pid = event.key().pid;
         let ppid = match event {
-            Event::Lost(_) => return true,
+            Event::Lost(_) | Event::Finding(_) => return true,
             Event::Snapshot(e) => e.ppid,
             Event::ProcessStart(e) => e.ppid,
             Event::Exec(e) => e.ppid,
@@ -556,6 +601,7 @@ impl Model {
             original_ppid: e.ppid,
             comm: e.comm.clone(),
             cmdline: e.cmdline.clone(),
+            title_source: TitleSource::Snapshot,
             filename: None,
             uid: e.uid,
             pgid: e.pgid,
@@ -566,7 +612,8 @@ impl Model {
             execs: 0,
             exit: None,
             orphaned: None,
-            last_signal: None,
+            signals: Vec::new(),
+            class: Classification::default(),
             links: Links::default(),
         });
     }
@@ -618,6 +665,7 @@ impl Model {
             original_ppid: e.ppid,
             comm: e.comm.clone(),
             cmdline,
+            title_source: TitleSource::Fork,
             filename,
             uid: e.uid,
             pgid: e.pgid,
@@ -628,7 +676,8 @@ impl Model {
             execs: 0,
             exit: None,
             orphaned: None,
-            last_signal: None,
+            signals: Vec::new(),
+            class: Classification::default(),
             links: Links {
                 lineage_parent: parent,
                 ..Links::default()
@@ -648,6 +697,7 @@ impl Model {
         let process = self.get_mut(index);
         process.comm.clone_from(&e.comm);
         process.cmdline.clone_from(&e.cmdline);
+        process.title_source = TitleSource::Exec;
         process.filename = Some(e.filename.clone());
         process.uid = e.uid;
         process.pgid = e.pgid;
@@ -670,6 +720,7 @@ impl Model {
         process.sid = e.sid;
         if let Some(cmdline) = &e.cmdline {
             process.cmdline.clone_from(cmdline);
+            process.title_source = TitleSource::Rename;
         }
     }
 
@@ -679,9 +730,14 @@ impl Model {
             start_time: e.start_time,
         };
         if let Some(index) = self.find(key) {
-            self.get_mut(index).last_signal = Some(SignalInfo {
+            let signals = &mut self.get_mut(index).signals;
+            if signals.len() == SIGNAL_HISTORY {
+                signals.remove(0);
+            }
+            signals.push(SignalInfo {
                 ts: e.ts,
                 sig: e.sig,
+                code: e.code,
                 sender: ProcessKey {
                     pid: e.sender_pid,
                     start_time: e.sender_start_time,

@@ -19,6 +19,7 @@ pub struct TreeStyle {
 }
 
 const YELLOW: &str = "\x1b[33m";
+const MAGENTA: &str = "\x1b[35m";
 const RED: &str = "\x1b[31m";
 const BOLD: &str = "\x1b[1m";
 const RESET: &str = "\x1b[0m";
@@ -99,6 +100,17 @@ pub fn exit_description(exit_code: Option<i32>, signal: Option<i32>, core_dumped
 
 fn annotations(model: &Model, process: &Process) -> String {
     let mut notes = String::new();
+    let class = &process.class;
+    match (&class.role, class.is_daemonic()) {
+        (Some(role), true) => {
+            let _ = write!(notes, "  ({}; daemonic)", role.label);
+        }
+        (Some(role), false) => {
+            let _ = write!(notes, "  ({})", role.label);
+        }
+        (None, true) => notes.push_str("  (daemonic)"),
+        (None, false) => {}
+    }
     if let Some(orphaning) = &process.orphaned {
         let _ = write!(
             notes,
@@ -147,8 +159,12 @@ pub fn tree_lines(model: &Model, style: &TreeStyle) -> Vec<String> {
             sanitize(&process.title())
         );
         truncate(&mut line, style.width);
-        if style.color && !notes.is_empty() {
-            line = format!("{YELLOW}{line}{RESET}");
+        if style.color {
+            if process.orphaned.is_some() {
+                line = format!("{YELLOW}{line}{RESET}");
+            } else if process.class.is_daemonic() {
+                line = format!("{MAGENTA}{line}{RESET}");
+            }
         }
         lines.push(line);
         let child_prefix = match (is_root, is_last) {
@@ -245,6 +261,7 @@ pub fn event_line(event: &Event, color: bool) -> String {
             ),
             true,
         ),
+        Event::Finding(e) => ("FINDING", sanitize(&e.summary).into_owned(), true),
         Event::Lost(e) => (
             "LOST",
             format!(
@@ -261,7 +278,7 @@ pub fn event_line(event: &Event, color: bool) -> String {
     };
     let line = format!("{secs:>14.6} {name:<8} {details}");
     match (color, alarm, event) {
-        (true, true, Event::Lost(_)) => format!("{BOLD}{RED}{line}{RESET}"),
+        (true, true, Event::Lost(_) | Event::Finding(_)) => format!("{BOLD}{RED}{line}{RESET}"),
         (true, true, _) => format!("{YELLOW}{line}{RESET}"),
         _ => line,
     }
@@ -269,8 +286,9 @@ pub fn event_line(event: &Event, color: bool) -> String {
 
 pub fn status_line(model: &Model, status: &Status) -> String {
     format!(
-        "{} processes, {} orphaned | {} events ({:.0}/s) | lost {} | up {}",
+        "{} processes, {} daemonic, {} orphaned | {} events ({:.0}/s) | lost {} | up {}",
         model.live_count(),
+        model.daemonic_count(),
         model.orphan_count(),
         status.events,
         status.rate,

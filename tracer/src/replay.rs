@@ -4,8 +4,12 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use anyhow::anyhow;
+
+use crate::analysis::Analyzer;
 use crate::ingest::{Pipeline, Sink, Status};
 use crate::model::Model;
+use crate::roles::Rules;
 use crate::trace::{TraceHeader, TraceReader};
 
 #[derive(Clone, Debug, Default)]
@@ -13,24 +17,45 @@ pub struct ReplaySummary {
     pub events: u64,
     /// Events after `--at`, not applied.
     pub skipped: u64,
+    /// Recorded reparents and findings: derived again, not read.
+    pub derived: u64,
     /// Bytes of a torn last line (the recorder was killed mid-write).
     pub trailing_bytes: usize,
     pub last_ts: u64,
 }
 
-/// Replays `path` into a fresh model, applying events up to `until` (ns since boot), in file
-/// order: the order live capture applied them in.
+/// The rules a trace was recorded with, unless `rules` overrides them.
+pub fn rules_for(header: &TraceHeader, path: &Path, rules: Option<Rules>) -> Result<Rules> {
+    match (rules, &header.rules) {
+        (Some(rules), _) => Ok(rules),
+        (None, Some(text)) => {
+            Rules::with_user_text(&format!("{} (recorded rules)", path.display()), text)
+                .map_err(|e| anyhow!("{e}: pass --rules to use other rules"))
+        }
+        (None, None) => Ok(Rules::builtin()),
+    }
+}
+
+/// Replays `path` into a fresh model and analysis, applying events up to `until` (ns since
+/// boot), in file order: the order live capture applied them in. The analysis uses the rules
+/// the trace was recorded with, unless `rules` overrides them.
 pub fn replay<S: Sink>(
     path: &Path,
     until: Option<u64>,
+    rules: Option<Rules>,
     sink: S,
 ) -> Result<(Pipeline<S>, TraceHeader, ReplaySummary)> {
     let (header, mut reader) = TraceReader::open(path)?;
-    let mut pipeline = Pipeline::new(Model::new(header.clock_tick_ns), sink);
+    let rules = rules_for(&header, path, rules)?;
+    let mut pipeline = Pipeline::new(Model::new(header.clock_tick_ns), Analyzer::new(rules), sink);
     pipeline.sink.header(&header)?;
     let mut summary = ReplaySummary::default();
     for event in &mut reader {
         let event = event?;
+        if event.is_derived() {
+            summary.derived += 1;
+            continue;
+        }
         if until.is_some_and(|until| event.ts() > until) {
             summary.skipped += 1;
             continue;
@@ -40,6 +65,7 @@ pub fn replay<S: Sink>(
         pipeline.apply(&event)?;
     }
     summary.trailing_bytes = reader.trailing_bytes;
+    pipeline.finish_analysis()?;
     let status = Status {
         started_ts: header.ts,
         now_ts: summary.last_ts,

@@ -38,6 +38,9 @@ pub struct TraceHeader {
     pub wall_clock_ns: u64,
     /// Precision of start times taken from `/proc` (snapshot lines).
     pub clock_tick_ns: u64,
+    /// The user rules file the tracer ran with (its text), so that replay classifies alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<String>,
 }
 
 impl TraceHeader {
@@ -60,6 +63,7 @@ impl TraceHeader {
             ts,
             wall_clock_ns,
             clock_tick_ns,
+            rules: None,
         }
     }
 }

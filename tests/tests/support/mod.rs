@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tracer::analysis::Analyzer;
 use tracer::event::{
     Event, Exec, Exit, LostCounts, ProcessStart, Rename, Reparent, Signal, Snapshot,
 };
@@ -22,6 +23,7 @@ use tracer::host;
 use tracer::ingest::Pipeline;
 use tracer::live::{self, LiveOptions};
 use tracer::model::Model;
+use tracer::roles::Rules;
 use tracer::sink::RecordSink;
 use tracer::trace::{TraceHeader, TraceReader, TraceWriter};
 
@@ -367,11 +369,16 @@ pub fn pid(report: &Value, field: &str) -> u32 {
 /// Live capture inside the test process (probes, model, recorder) while `body` runs. Returns
 /// the live model as it was at the end, what `body` returned, and the trace, whose file lives
 /// as long as the returned `Trace`.
-pub fn capture_in_process<T>(options: &LiveOptions, body: impl FnOnce() -> T) -> (Model, T, Trace) {
+pub fn capture_in_process<T>(
+    options: &LiveOptions,
+    rules: Rules,
+    body: impl FnOnce() -> T,
+) -> (Model, T, Trace) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("trace.jsonl");
     let mut pipeline = Pipeline::new(
         Model::new(host::clock_tick_ns()),
+        Analyzer::new(rules),
         RecordSink::new(TraceWriter::create(&path).expect("create trace")),
     );
     let (ready_sender, ready) = mpsc::channel();

@@ -1,0 +1,1005 @@
+//! Classification and findings, on top of the model: each process's role, identity and
+//! daemonic verdict (with the evidence for it), and the findings an operator needs: daemonic
+//! processes that start children, the orphans they leave, and who killed whom. Pure, like
+//! the model: live capture and replay derive the same findings from the same events.
+
+use std::collections::HashSet;
+
+use crate::event::{
+    Death, Event, Exit, Finding, FindingKind, Killer, ProcessKey, ProcessSketch, Reparent,
+    ReparentSource, SpawnHow,
+};
+use crate::model::{Model, Origin, Process, ProcessIndex, TitleSource};
+use crate::render::{duration, exit_description, signal_name};
+use crate::roles::{Classification, Evidence, Rules, Subject};
+
+/// A daemonic spawn is reported once the child shows how it was started: when it execs or
+/// exits, or once it has gone this long (by event time) without exec.
+pub const SPAWN_SETTLE_NS: u64 = 1_000_000_000;
+
+/// Longest evidence chain kept: deep fork chains repeat the same step.
+const MAX_EVIDENCE: usize = 16;
+
+/// A SIGKILL this soon after a SIGTERM from the same sender is an escalation.
+const ESCALATION_NS: u64 = 2_000_000_000;
+
+const SIGKILL: i32 = 9;
+/// `si_code` of signals the kernel generates itself.
+const SI_KERNEL: i32 = 0x80;
+
+struct PendingSpawn {
+    child: ProcessKey,
+    parent: ProcessKey,
+    ts: u64,
+}
+
+pub struct Analyzer {
+    rules: Rules,
+    pending: Vec<PendingSpawn>,
+    /// Orphans reported with an `orphaned` finding, awaiting their `orphan_exited`.
+    orphans: HashSet<ProcessKey>,
+}
+
+fn sketch(process: &Process) -> ProcessSketch {
+    ProcessSketch {
+        pid: process.key.pid,
+        start_time: process.key.start_time,
+        title: process.title(),
+        role: process.class.role.as_ref().map(|r| r.id.clone()),
+        role_label: process.class.role.as_ref().map(|r| r.label.clone()),
+        daemonic: process.class.is_daemonic(),
+        exited: !process.is_alive(),
+    }
+}
+
+/// `4683 `[celeryd: w1@host:ForkPoolWorker-2]` (Celery prefork pool worker)`
+fn describe(process: &ProcessSketch) -> String {
+    let mut text = format!("{} `{}`", process.pid, process.title);
+    if let Some(label) = &process.role_label {
+        text.push_str(&format!(" ({label})"));
+    }
+    text
+}
+
+fn lineage(model: &Model, index: ProcessIndex) -> Vec<ProcessSketch> {
+    model.lineage(index).map(|(_, p)| sketch(p)).collect()
+}
+
+/// The retained process with this identity, live or exited.
+fn find_any(model: &Model, key: ProcessKey) -> Option<ProcessIndex> {
+    model.find(key).or_else(|| {
+        model
+            .processes()
+            .find(|(_, p)| p.key.pid == key.pid && p.key.start_time == key.start_time)
+            .map(|(i, _)| i)
+    })
+}
+
+fn role_id(process: Option<&Process>) -> Option<&str> {
+    process
+        .and_then(|p| p.class.role.as_ref())
+        .map(|r| r.id.as_str())
+}
+
+/// Who sent the last `sig` to `victim`, and what the kill was.
+fn killer(model: &Model, victim: &Process, sig: i32) -> Option<Killer> {
+    let signal = victim.signals.iter().rev().find(|s| s.sig == sig)?;
+    let sender = find_any(model, signal.sender).map(|i| model.get(i));
+    let process = sender.map(sketch).unwrap_or_else(|| ProcessSketch {
+        pid: signal.sender.pid,
+        start_time: signal.sender.start_time,
+        title: format!("[{}]", signal.sender_comm),
+        role: None,
+        role_label: None,
+        daemonic: false,
+        exited: false,
+    });
+    let victim_role = role_id(Some(victim));
+    let sender_role = role_id(sender);
+    let escalation = victim
+        .signals
+        .iter()
+        .filter(|s| {
+            s.sender == signal.sender
+                && s.ts <= signal.ts
+                && s.sig != sig
+                && signal.ts - s.ts < ESCALATION_NS
+        })
+        .map(|s| {
+            format!(
+                "{}, then {} {} later",
+                signal_name(s.sig),
+                signal_name(sig),
+                duration(signal.ts - s.ts)
+            )
+        })
+        .next_back();
+    let parent_died_first = sender.is_some_and(|s| {
+        s.key.pid == victim.original_ppid && s.exit.as_ref().is_some_and(|e| e.ts <= signal.ts)
+    });
+    let name = signal_name(sig);
+    let pid = signal.sender.pid;
+    let what = if signal.code == SI_KERNEL && pid == 0 {
+        format!("{name} from the kernel")
+    } else if signal.sender == victim.key {
+        format!("{name} it sent itself")
+    } else if parent_died_first {
+        format!("{name}, its parent's death signal (PR_SET_PDEATHSIG), as {pid} died")
+    } else {
+        let pattern = match (sender_role, victim_role) {
+            (Some("celery.main"), Some("celery.pool_worker"))
+                if sig == SIGKILL && escalation.is_some() =>
+            {
+                Some("the Celery main process enforcing a hard time limit")
+            }
+            (Some("celery.main"), Some("celery.pool_worker")) => {
+                Some("the Celery main process stopping its pool worker")
+            }
+            (Some("airflow.task_supervisor"), Some("airflow.task_runner")) => {
+                Some("the Airflow task supervisor stopping its task runner")
+            }
+            (Some(s), Some("airflow3.task")) if s.starts_with("airflow3.") => {
+                Some("the Airflow task supervisor stopping its task process")
+            }
+            _ => None,
+        };
+        let mut text = match pattern {
+            Some(pattern) => format!("{name} from {pid}, {pattern}"),
+            None => format!("{name} from {}", describe(&process)),
+        };
+        if let Some(steps) = &escalation {
+            text.push_str(&format!(" ({steps})"));
+        }
+        text
+    };
+    Some(Killer { process, sig, what })
+}
+
+fn death(model: &Model, process: &Process, exit: &Exit) -> Death {
+    let killer = exit.signal.and_then(|sig| killer(model, process, sig));
+    let description = match &killer {
+        Some(killer) => {
+            let core = if exit.core_dumped {
+                " (core dumped)"
+            } else {
+                ""
+            };
+            format!("killed by {}{core}", killer.what)
+        }
+        None => exit_description(exit.exit_code, exit.signal, exit.core_dumped),
+    };
+    Death {
+        ts: exit.ts,
+        exit_code: exit.exit_code,
+        signal: exit.signal,
+        core_dumped: exit.core_dumped,
+        killer,
+        description,
+    }
+}
+
+impl Analyzer {
+    pub fn new(rules: Rules) -> Analyzer {
+        Analyzer {
+            rules,
+            pending: Vec::new(),
+            orphans: HashSet::new(),
+        }
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The process whose title and daemonic flag a process started from: its creator, or for
+    /// a process found at start, its parent then.
+    fn origin_parent(model: &Model, index: ProcessIndex) -> Option<ProcessIndex> {
+        model
+            .creator(index)
+            .or_else(|| model.live_index(model.get(index).original_ppid))
+            .filter(|&p| p != index)
+    }
+
+    /// Recomputes the role, identity and daemonic verdict of one process.
+    fn classify(&self, model: &mut Model, index: ProcessIndex) {
+        let parent = Self::origin_parent(model, index).map(|p| model.get(p));
+        let process = model.get(index);
+        let title = process.title();
+        let inherited = match process.title_source {
+            TitleSource::Fork => true,
+            TitleSource::Snapshot => {
+                parent.is_some_and(|p| !process.cmdline.is_empty() && p.cmdline == process.cmdline)
+            }
+            TitleSource::Exec | TitleSource::Rename => false,
+        };
+        let forked = match process.origin {
+            Origin::Fork => process.execs == 0,
+            Origin::Snapshot | Origin::Inferred => inherited,
+        };
+        let subject = Subject {
+            title: &title,
+            comm: &process.comm,
+            program: process.filename.as_deref(),
+            title_inherited: inherited,
+            forked,
+            parent_role: parent
+                .and_then(|p| p.class.role.as_ref())
+                .map(|r| r.id.as_str()),
+        };
+        let matched = self.rules.classify(&subject);
+        let mut identity = parent.map(|p| p.class.identity.clone()).unwrap_or_default();
+        let mut daemonic = Vec::new();
+        let role = matched.map(|(role, own)| {
+            identity.extend(own);
+            role
+        });
+        if let Some(role) = role.as_ref().filter(|r| r.daemonic_root) {
+            daemonic.push(Evidence {
+                pid: process.key.pid,
+                start_time: process.key.start_time,
+                title: title.clone(),
+                reason: format!("daemonic: {} (rule {})", role.label, role.id),
+            });
+        } else if let Some(parent) = parent.filter(|p| forked && p.class.is_daemonic()) {
+            daemonic.push(Evidence {
+                pid: process.key.pid,
+                start_time: process.key.start_time,
+                title: title.clone(),
+                reason: format!(
+                    "forked without exec from {} `{}`",
+                    parent.key.pid,
+                    parent.title()
+                ),
+            });
+            daemonic.extend(parent.class.daemonic.iter().take(MAX_EVIDENCE - 1).cloned());
+            if parent.class.daemonic.len() >= MAX_EVIDENCE {
+                // Keep the root, which says why the chain is daemonic at all.
+                if let (Some(last), Some(root)) =
+                    (daemonic.last_mut(), parent.class.daemonic.last())
+                {
+                    *last = root.clone();
+                }
+            }
+        }
+        model.set_class(
+            index,
+            Classification {
+                role,
+                identity,
+                daemonic,
+            },
+        );
+    }
+
+    /// Classifies a process and the live processes that started from it: a snapshot lists
+    /// children before their parents as often as not.
+    fn classify_tree(&self, model: &mut Model, root: ProcessIndex) {
+        let mut stack = vec![root];
+        let mut seen = HashSet::new();
+        while let Some(index) = stack.pop() {
+            if !seen.insert(index) {
+                continue;
+            }
+            self.classify(model, index);
+            let pid = model.get(index).key.pid;
+            stack.extend(
+                model
+                    .children_of(pid)
+                    .iter()
+                    .copied()
+                    .filter(|&c| Self::origin_parent(model, c) == Some(index)),
+            );
+        }
+    }
+
+    fn spawn_finding(
+        &self,
+        model: &Model,
+        pending: &PendingSpawn,
+        how: SpawnHow,
+        program: Option<String>,
+        ts: u64,
+    ) -> Option<Event> {
+        let index = model.find(pending.child)?;
+        let child = model.get(index);
+        let parent_index = find_any(model, pending.parent)?;
+        let parent = model.get(parent_index);
+        let parent_sketch = sketch(parent);
+        let manner = match (how, &program) {
+            (SpawnHow::Exec, Some(program)) => format!("exec of {program}"),
+            (SpawnHow::MultiprocessingSpawn, _) => {
+                "a Python multiprocessing child (spawn start method)".to_owned()
+            }
+            _ => "fork without exec".to_owned(),
+        };
+        let summary = format!(
+            "daemonic {} started {} `{}`{} by {manner}",
+            describe(&parent_sketch),
+            child.key.pid,
+            child.title(),
+            child
+                .class
+                .role
+                .as_ref()
+                .map(|r| format!(" ({})", r.label))
+                .unwrap_or_default(),
+        );
+        Some(Event::Finding(Box::new(Finding {
+            ts,
+            pid: child.key.pid,
+            start_time: child.key.start_time,
+            kind: FindingKind::DaemonicSpawn,
+            summary,
+            process: sketch(child),
+            parent_pid: Some(parent.key.pid),
+            how: Some(how),
+            program,
+            new_ppid: None,
+            dead_parent: None,
+            death: None,
+            orphaned_for_ns: None,
+            lineage: lineage(model, index),
+            evidence: parent.class.daemonic.clone(),
+            identity: child.class.identity.clone(),
+        })))
+    }
+
+    /// Reports the pending spawn of `child`, if there is one.
+    fn settle(
+        &mut self,
+        model: &Model,
+        child: ProcessKey,
+        how: SpawnHow,
+        program: Option<String>,
+        ts: u64,
+        out: &mut Vec<Event>,
+    ) {
+        if let Some(position) = self.pending.iter().position(|p| p.child == child) {
+            let pending = self.pending.swap_remove(position);
+            out.extend(self.spawn_finding(model, &pending, how, program, ts));
+        }
+    }
+
+    /// Reports spawns that went `SPAWN_SETTLE_NS` without exec by `now`.
+    fn settle_due(&mut self, model: &Model, now: u64, out: &mut Vec<Event>) {
+        if self
+            .pending
+            .iter()
+            .all(|p| now.saturating_sub(p.ts) < SPAWN_SETTLE_NS)
+        {
+            return;
+        }
+        let (due, waiting): (Vec<PendingSpawn>, Vec<PendingSpawn>) =
+            std::mem::take(&mut self.pending)
+                .into_iter()
+                .partition(|p| now.saturating_sub(p.ts) >= SPAWN_SETTLE_NS);
+        self.pending = waiting;
+        for pending in due {
+            out.extend(self.spawn_finding(model, &pending, SpawnHow::Fork, None, now));
+        }
+    }
+
+    /// Before the model applies `event`: an exiting process is still live here.
+    pub fn before(&mut self, event: &Event, model: &Model, out: &mut Vec<Event>) {
+        let Event::Exit(exit) = event else {
+            return;
+        };
+        let key = ProcessKey {
+            pid: exit.pid,
+            start_time: exit.start_time,
+        };
+        self.settle(model, key, SpawnHow::Fork, None, exit.ts, out);
+        let Some(index) = model.find(key) else {
+            return;
+        };
+        let process = model.get(index);
+        if self.orphans.remove(&process.key) {
+            let death = death(model, process, exit);
+            let since = process.orphaned.as_ref().map_or(exit.ts, |o| o.ts);
+            out.push(Event::Finding(Box::new(Finding {
+                ts: exit.ts,
+                pid: process.key.pid,
+                start_time: process.key.start_time,
+                kind: FindingKind::OrphanExited,
+                summary: format!(
+                    "orphan {} exited after {} as an orphan: {}",
+                    describe(&sketch(process)),
+                    duration(exit.ts.saturating_sub(since)),
+                    death.description
+                ),
+                process: sketch(process),
+                parent_pid: None,
+                how: None,
+                program: None,
+                new_ppid: None,
+                dead_parent: None,
+                death: Some(death),
+                orphaned_for_ns: Some(exit.ts.saturating_sub(since)),
+                lineage: lineage(model, index),
+                evidence: process.class.daemonic.clone(),
+                identity: process.class.identity.clone(),
+            })));
+        }
+        if exit.signal.is_some() && process.class.role.is_some() {
+            let death = death(model, process, exit);
+            out.push(Event::Finding(Box::new(Finding {
+                ts: exit.ts,
+                pid: process.key.pid,
+                start_time: process.key.start_time,
+                kind: FindingKind::Killed,
+                summary: format!("{} was {}", describe(&sketch(process)), death.description),
+                process: sketch(process),
+                parent_pid: None,
+                how: None,
+                program: None,
+                new_ppid: None,
+                dead_parent: None,
+                death: Some(death),
+                orphaned_for_ns: None,
+                lineage: lineage(model, index),
+                evidence: process.class.daemonic.clone(),
+                identity: process.class.identity.clone(),
+            })));
+        }
+    }
+
+    /// After the model applied `event`, or derived it.
+    pub fn after(&mut self, event: &Event, model: &mut Model, out: &mut Vec<Event>) {
+        let key = event.key();
+        match event {
+            Event::Snapshot(_) => {
+                if let Some(index) = model.find(key) {
+                    self.classify_tree(model, index);
+                }
+            }
+            Event::ProcessStart(start) => {
+                if let Some(index) = model.find(key) {
+                    self.classify(model, index);
+                    if let Some(creator) = model.creator(index)
+                        && model.get(creator).class.is_daemonic()
+                    {
+                        self.pending.push(PendingSpawn {
+                            child: key,
+                            parent: model.get(creator).key,
+                            ts: start.ts,
+                        });
+                    }
+                }
+            }
+            Event::Exec(exec) => {
+                if let Some(index) = model.find(key) {
+                    self.classify(model, index);
+                    let spawned_python = model
+                        .get(index)
+                        .class
+                        .role
+                        .as_ref()
+                        .is_some_and(|r| r.id == "python.mp_spawn_child");
+                    let how = if spawned_python {
+                        SpawnHow::MultiprocessingSpawn
+                    } else {
+                        SpawnHow::Exec
+                    };
+                    self.settle(model, key, how, Some(exec.filename.clone()), exec.ts, out);
+                }
+            }
+            Event::Rename(_) => {
+                if let Some(index) = model.find(key) {
+                    self.classify(model, index);
+                }
+            }
+            Event::Reparent(reparent) if reparent.source == ReparentSource::Exit => {
+                self.on_orphaned(model, reparent, out);
+            }
+            _ => {}
+        }
+        self.settle_due(model, event.ts(), out);
+    }
+
+    fn on_orphaned(&mut self, model: &Model, reparent: &Reparent, out: &mut Vec<Event>) {
+        let key = ProcessKey {
+            pid: reparent.pid,
+            start_time: reparent.start_time,
+        };
+        let Some(index) = model.find(key) else {
+            return;
+        };
+        let orphan = model.get(index);
+        let Some(orphaning) = &orphan.orphaned else {
+            return;
+        };
+        let dead = find_any(model, orphaning.parent).map(|i| model.get(i));
+        let interesting = orphan.class.is_daemonic()
+            || orphan.class.role.is_some()
+            || !orphan.class.identity.is_empty()
+            || dead.is_some_and(|d| d.class.role.is_some() || d.class.is_daemonic());
+        if !interesting {
+            return;
+        }
+        let dead_sketch = dead.map(sketch).unwrap_or_else(|| ProcessSketch {
+            pid: orphaning.parent.pid,
+            start_time: orphaning.parent.start_time,
+            title: format!("[{}]", orphaning.parent_comm),
+            role: None,
+            role_label: None,
+            daemonic: false,
+            exited: true,
+        });
+        let parent_death = dead.and_then(|d| {
+            let info = d.exit.as_ref()?;
+            let exit = Exit {
+                ts: info.ts,
+                pid: d.key.pid,
+                start_time: d.key.start_time,
+                ppid: d.ppid,
+                exit_code: info.exit_code,
+                signal: info.signal,
+                core_dumped: info.core_dumped,
+                reaper_pid: reparent.new_ppid,
+                pgid: d.pgid,
+                sid: d.sid,
+                comm: d.comm.clone(),
+            };
+            Some(death(model, d, &exit))
+        });
+        let mut summary = format!(
+            "{} orphaned, now under {}: its parent {} {}",
+            describe(&sketch(orphan)),
+            reparent.new_ppid,
+            describe(&dead_sketch),
+            parent_death
+                .as_ref()
+                .map_or("exited".to_owned(), |d| d.description.clone())
+        );
+        if !orphan.class.identity.is_empty() {
+            let identity: Vec<String> = orphan
+                .class
+                .identity
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            summary.push_str(&format!(" [{}]", identity.join(" ")));
+        }
+        self.orphans.insert(orphan.key);
+        out.push(Event::Finding(Box::new(Finding {
+            ts: reparent.ts,
+            pid: orphan.key.pid,
+            start_time: orphan.key.start_time,
+            kind: FindingKind::Orphaned,
+            summary,
+            process: sketch(orphan),
+            parent_pid: Some(orphaning.parent.pid),
+            how: None,
+            program: None,
+            new_ppid: Some(reparent.new_ppid),
+            dead_parent: Some(dead_sketch),
+            death: parent_death,
+            orphaned_for_ns: None,
+            lineage: lineage(model, index),
+            evidence: orphan.class.daemonic.clone(),
+            identity: orphan.class.identity.clone(),
+        })));
+    }
+
+    /// Capture or replay is over: spawns still waiting are reported as forks, at the time of
+    /// the last event.
+    pub fn finish(&mut self, model: &Model, out: &mut Vec<Event>) {
+        for pending in std::mem::take(&mut self.pending) {
+            out.extend(self.spawn_finding(model, &pending, SpawnHow::Fork, None, model.now()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Exec, ProcessStart, Rename, Signal, SignalResult, Snapshot};
+    use crate::ingest::Pipeline;
+    use crate::report::FindingSink;
+
+    const TICK: u64 = 10_000_000;
+    const MS: u64 = 1_000_000;
+
+    struct Host {
+        pipeline: Pipeline<FindingSink>,
+        ts: u64,
+    }
+
+    impl Host {
+        fn new() -> Host {
+            let mut host = Host {
+                pipeline: Pipeline::new(
+                    Model::new(TICK),
+                    Analyzer::new(Rules::builtin()),
+                    FindingSink::default(),
+                ),
+                ts: 1_000 * MS,
+            };
+            host.snapshot(1, 0, "/sbin/init");
+            host
+        }
+
+        fn tick(&mut self, ms: u64) -> u64 {
+            self.ts += ms * MS;
+            self.ts
+        }
+
+        fn key(&self, pid: u32) -> ProcessKey {
+            self.pipeline.model.live(pid).expect("live").key
+        }
+
+        fn apply(&mut self, event: Event) {
+            self.pipeline.apply(&event).unwrap();
+        }
+
+        fn snapshot(&mut self, pid: u32, ppid: u32, title: &str) {
+            let ts = self.tick(1);
+            self.apply(Event::Snapshot(Snapshot {
+                ts,
+                pid,
+                start_time: pid as u64 * TICK,
+                ppid,
+                comm: title.chars().take(15).collect(),
+                cmdline: vec![title.to_owned()],
+                cmdline_truncated: false,
+                uid: 0,
+                pgid: pid,
+                sid: pid,
+                kernel_thread: false,
+            }));
+        }
+
+        fn fork(&mut self, pid: u32, parent: u32) {
+            let ts = self.tick(1);
+            let parent = self.key(parent);
+            self.apply(Event::ProcessStart(ProcessStart {
+                ts,
+                pid,
+                start_time: ts,
+                ppid: parent.pid,
+                parent_start_time: parent.start_time,
+                tid: parent.pid,
+                caller_pid: parent.pid,
+                comm: "python3".into(),
+                uid: 0,
+                pgid: parent.pid,
+                sid: 1,
+                cgroup_id: 0,
+            }));
+        }
+
+        fn rename(&mut self, pid: u32, title: &str) {
+            let ts = self.tick(1);
+            let key = self.key(pid);
+            self.apply(Event::Rename(Rename {
+                ts,
+                pid,
+                start_time: key.start_time,
+                comm: title.chars().take(15).collect(),
+                cmdline: Some(vec![title.to_owned()]),
+                cmdline_truncated: false,
+                pgid: pid,
+                sid: 1,
+            }));
+        }
+
+        fn exec(&mut self, pid: u32, argv: &[&str]) {
+            let ts = self.tick(1);
+            let process = self.pipeline.model.live(pid).unwrap();
+            let (key, ppid) = (process.key, process.ppid);
+            self.apply(Event::Exec(Exec {
+                ts,
+                pid,
+                start_time: key.start_time,
+                ppid,
+                old_pid: pid,
+                filename: format!("/usr/bin/{}", argv[0]),
+                filename_truncated: false,
+                cmdline: argv.iter().map(|a| a.to_string()).collect(),
+                cmdline_truncated: false,
+                comm: argv[0].into(),
+                uid: 0,
+                pgid: pid,
+                sid: 1,
+            }));
+        }
+
+        fn signal(&mut self, target: u32, sender: u32, sig: i32, after_ms: u64) {
+            let ts = self.tick(after_ms);
+            let (target, sender) = (self.key(target), self.key(sender));
+            self.apply(Event::Signal(Signal {
+                ts,
+                pid: target.pid,
+                start_time: target.start_time,
+                target_pid: target.pid,
+                sender_pid: sender.pid,
+                sender_start_time: sender.start_time,
+                sender_comm: "sender".into(),
+                sig,
+                code: 0,
+                result: SignalResult::Delivered,
+            }));
+        }
+
+        fn exit(&mut self, pid: u32, code: Option<i32>, signal: Option<i32>) {
+            let ts = self.tick(1);
+            let process = self.pipeline.model.live(pid).unwrap();
+            let (key, ppid) = (process.key, process.ppid);
+            self.apply(Event::Exit(Exit {
+                ts,
+                pid,
+                start_time: key.start_time,
+                ppid,
+                exit_code: code,
+                signal,
+                core_dumped: false,
+                reaper_pid: 1,
+                pgid: pid,
+                sid: 1,
+                comm: "x".into(),
+            }));
+        }
+
+        fn findings(&self, kind: FindingKind) -> Vec<&Finding> {
+            self.pipeline
+                .sink
+                .findings
+                .iter()
+                .filter(|f| f.kind == kind)
+                .collect()
+        }
+
+        fn class(&self, pid: u32) -> &Classification {
+            &self.pipeline.model.live(pid).unwrap().class
+        }
+    }
+
+    /// Celery main 100 forks pool worker 101, which forks two children from a task; the
+    /// main process enforces a hard time limit on 101.
+    fn celery_hard_time_limit() -> Host {
+        let mut host = Host::new();
+        host.snapshot(
+            100,
+            1,
+            "[celeryd: w1@host:MainProcess] -active- (-A tasks worker)",
+        );
+        host.fork(101, 100);
+        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
+        host.fork(102, 101);
+        host.fork(103, 101);
+        host.signal(101, 100, 15, 2_000);
+        host.signal(101, 100, 9, 100);
+        host.exit(101, None, Some(9));
+        host
+    }
+
+    #[test]
+    fn a_pool_worker_and_its_forks_are_daemonic_with_evidence() {
+        let host = celery_hard_time_limit();
+        let child = host.class(102);
+        assert!(child.is_daemonic());
+        assert_eq!(child.role, None, "a fork's copied title is not its role");
+        assert_eq!(
+            child.explain_daemonic().unwrap(),
+            "forked without exec from 101 `[celeryd: w1@host:ForkPoolWorker-2]` \
+             (daemonic: Celery prefork pool worker (rule celery.pool_worker))"
+        );
+        assert_eq!(child.identity["celery_node"], "w1@host");
+        assert_eq!(child.identity["celery_worker"], "2");
+        assert!(
+            !host.class(100).is_daemonic(),
+            "the main process is not daemonic"
+        );
+    }
+
+    #[test]
+    fn the_hard_time_limit_story() {
+        let host = celery_hard_time_limit();
+        let spawns = host.findings(FindingKind::DaemonicSpawn);
+        assert_eq!(spawns.len(), 2, "settled by time: the kill came 2 s later");
+        assert!(spawns.iter().all(|s| s.how == Some(SpawnHow::Fork)));
+        assert!(spawns.iter().all(|s| s.parent_pid == Some(101)));
+
+        let killed = host.findings(FindingKind::Killed);
+        assert_eq!(killed.len(), 1);
+        let what = &killed[0]
+            .death
+            .as_ref()
+            .unwrap()
+            .killer
+            .as_ref()
+            .unwrap()
+            .what;
+        assert_eq!(
+            what,
+            "SIGKILL from 100, the Celery main process enforcing a hard time limit \
+             (SIGTERM, then SIGKILL 100ms later)"
+        );
+
+        let orphaned = host.findings(FindingKind::Orphaned);
+        assert_eq!(orphaned.len(), 2);
+        let first = orphaned[0];
+        assert_eq!((first.parent_pid, first.new_ppid), (Some(101), Some(1)));
+        assert_eq!(
+            first.dead_parent.as_ref().unwrap().role.as_deref(),
+            Some("celery.pool_worker")
+        );
+        assert!(
+            first.summary.contains("hard time limit"),
+            "{}",
+            first.summary
+        );
+        assert_eq!(first.lineage[0].pid, 101);
+        assert_eq!(first.lineage[1].pid, 100);
+        assert_eq!(first.identity["celery_worker"], "2");
+    }
+
+    #[test]
+    fn exec_clears_the_flag_and_says_how() {
+        let mut host = celery_hard_time_limit();
+        host.snapshot(200, 100, "[celeryd: w1@host:ForkPoolWorker-1]");
+        host.fork(201, 200);
+        host.exec(201, &["sleep", "20"]);
+        assert!(!host.class(201).is_daemonic());
+        let spawn = host
+            .findings(FindingKind::DaemonicSpawn)
+            .into_iter()
+            .find(|f| f.pid == 201)
+            .cloned()
+            .unwrap();
+        assert_eq!(spawn.how, Some(SpawnHow::Exec));
+        assert_eq!(spawn.program.as_deref(), Some("/usr/bin/sleep"));
+        assert!(
+            spawn.summary.ends_with("by exec of /usr/bin/sleep"),
+            "{}",
+            spawn.summary
+        );
+        // Its orphaning later: the exec'd child is not daemonic, but it belongs to the worker.
+        host.exit(200, Some(0), None);
+        let orphan = host
+            .findings(FindingKind::Orphaned)
+            .into_iter()
+            .find(|f| f.pid == 201);
+        assert!(orphan.is_some(), "orphans of a role are reported");
+        host.exit(201, Some(0), None);
+        let gone = host.findings(FindingKind::OrphanExited);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].pid, 201);
+    }
+
+    #[test]
+    fn spawns_wait_for_the_child_to_show_how_until_the_end() {
+        let mut host = Host::new();
+        host.snapshot(300, 1, "airflow worker -- LocalExecutor");
+        host.fork(301, 300);
+        assert!(host.findings(FindingKind::DaemonicSpawn).is_empty());
+        host.pipeline.finish_analysis().unwrap();
+        let spawns = host.findings(FindingKind::DaemonicSpawn);
+        assert_eq!(spawns.len(), 1);
+        assert_eq!(spawns[0].how, Some(SpawnHow::Fork));
+    }
+
+    #[test]
+    fn airflow_supervisor_killed_orphans_the_runner_with_the_task_identity() {
+        let mut host = Host::new();
+        host.snapshot(400, 1, "/venv/bin/python3 /venv/bin/airflow scheduler");
+        host.fork(410, 400);
+        host.rename(410, "airflow worker -- LocalExecutor");
+        host.rename(
+            410,
+            "airflow worker -- LocalExecutor: ['airflow', 'tasks', 'run', 'etl', 'load', 'manual__1', '--local']",
+        );
+        host.fork(411, 410);
+        host.rename(
+            411,
+            "airflow task supervisor: ['airflow', 'tasks', 'run', 'etl', 'load', 'manual__1', '--local']",
+        );
+        host.fork(412, 411);
+        host.rename(412, "airflow task runner: etl load manual__1 7");
+        host.fork(413, 412);
+        host.exec(413, &["sleep", "120"]);
+        assert_eq!(
+            host.class(410).role.as_ref().unwrap().id,
+            "airflow.local_worker"
+        );
+        assert!(
+            host.class(412).is_daemonic(),
+            "runner: forked from the daemonic worker's forks"
+        );
+        assert_eq!(host.class(412).identity["job_id"], "7");
+        assert!(!host.class(400).is_daemonic());
+
+        host.signal(411, 1, 9, 10);
+        host.exit(411, None, Some(9));
+        let orphaned = host.findings(FindingKind::Orphaned);
+        assert_eq!(orphaned.len(), 1);
+        let runner = orphaned[0];
+        assert_eq!(runner.pid, 412);
+        assert_eq!(runner.process.role.as_deref(), Some("airflow.task_runner"));
+        for (key, value) in [
+            ("dag_id", "etl"),
+            ("task_id", "load"),
+            ("run_id", "manual__1"),
+        ] {
+            assert_eq!(runner.identity[key], value);
+        }
+        let killed = host.findings(FindingKind::Killed);
+        assert_eq!(killed[0].pid, 411);
+        // The spawns: the supervisor and runner (framework) and the task's own sleep. The
+        // runner never exec'd and the input ends within the settling time.
+        host.pipeline.finish_analysis().unwrap();
+        let spawned: Vec<u32> = host
+            .findings(FindingKind::DaemonicSpawn)
+            .iter()
+            .map(|f| f.pid)
+            .collect();
+        assert!(spawned.contains(&411) && spawned.contains(&412) && spawned.contains(&413));
+    }
+
+    #[test]
+    fn a_task_in_a_new_interpreter_is_not_daemonic() {
+        let mut host = Host::new();
+        host.snapshot(500, 1, "airflow worker -- LocalExecutor");
+        host.fork(501, 500);
+        host.exec(
+            501,
+            &[
+                "/venv/bin/python3",
+                "/venv/bin/airflow",
+                "tasks",
+                "run",
+                "etl",
+                "load",
+                "manual__1",
+                "--local",
+            ],
+        );
+        let class = host.class(501);
+        assert_eq!(class.role.as_ref().unwrap().id, "airflow.task_command");
+        assert!(!class.is_daemonic());
+        host.fork(502, 501);
+        host.pipeline.finish_analysis().unwrap();
+        let spawns = host.findings(FindingKind::DaemonicSpawn);
+        assert_eq!(spawns.len(), 1, "only the worker's own spawn of 501");
+        assert_eq!(spawns[0].pid, 501);
+    }
+
+    #[test]
+    fn a_parent_death_signal_is_named_as_such() {
+        let mut host = Host::new();
+        host.snapshot(600, 1, "[celeryd: w2@host:MainProcess]");
+        host.fork(601, 600);
+        host.rename(601, "[celeryd: w2@host:ForkPoolWorker-1]");
+        // The main process is SIGKILLed; its pool worker gets its death signal from it.
+        host.signal(600, 1, 9, 10);
+        host.exit(600, None, Some(9));
+        let ts = host.tick(1);
+        let (target, sender) = (
+            host.key(601),
+            ProcessKey {
+                pid: 600,
+                start_time: 600 * TICK,
+            },
+        );
+        host.apply(Event::Signal(Signal {
+            ts,
+            pid: target.pid,
+            start_time: target.start_time,
+            target_pid: target.pid,
+            sender_pid: sender.pid,
+            sender_start_time: sender.start_time,
+            sender_comm: "celery".into(),
+            sig: 9,
+            code: 0,
+            result: SignalResult::Delivered,
+        }));
+        host.exit(601, None, Some(9));
+        let killed = host.findings(FindingKind::Killed);
+        let worker = killed.iter().find(|f| f.pid == 601).unwrap();
+        let what = &worker.death.as_ref().unwrap().killer.as_ref().unwrap().what;
+        assert_eq!(
+            what,
+            "SIGKILL, its parent's death signal (PR_SET_PDEATHSIG), as 600 died"
+        );
+    }
+}

@@ -1,0 +1,424 @@
+//! `tracer report`: a postmortem of a trace, from its findings, grouped by Celery worker and
+//! Airflow task: what each started while daemonic, the orphans it left, and who killed what.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::event::{Event, Finding, FindingKind, ProcessKey, ProcessSketch, SpawnHow};
+use crate::ingest::{Sink, Status};
+use crate::model::Model;
+use crate::render::duration;
+use crate::replay::replay;
+use crate::roles::{Identity, Rules};
+use crate::sanitize::sanitize;
+use crate::trace::TraceHeader;
+
+/// Collects findings during a replay.
+#[derive(Default)]
+pub struct FindingSink {
+    pub findings: Vec<Finding>,
+}
+
+impl Sink for FindingSink {
+    fn header(&mut self, _header: &TraceHeader) -> Result<()> {
+        Ok(())
+    }
+
+    fn event(&mut self, event: &Event, _model: &Model) -> Result<()> {
+        if let Event::Finding(finding) = event {
+            self.findings.push(finding.as_ref().clone());
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, _model: &Model, _status: &Status) -> Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self, _model: &Model, _status: &Status) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What a group of findings is about.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Subject {
+    AirflowTask {
+        dag_id: String,
+        task_id: String,
+        run_id: String,
+    },
+    AirflowTaskInstance {
+        ti_id: String,
+    },
+    CeleryWorker {
+        node: String,
+    },
+    Other,
+}
+
+impl Subject {
+    fn of(identity: &Identity) -> Subject {
+        let get = |key: &str| identity.get(key).cloned();
+        if let (Some(dag_id), Some(task_id), Some(run_id)) =
+            (get("dag_id"), get("task_id"), get("run_id"))
+        {
+            Subject::AirflowTask {
+                dag_id,
+                task_id,
+                run_id,
+            }
+        } else if let Some(ti_id) = get("ti_id") {
+            Subject::AirflowTaskInstance { ti_id }
+        } else if let Some(node) = get("celery_node") {
+            Subject::CeleryWorker { node }
+        } else {
+            Subject::Other
+        }
+    }
+
+    fn heading(&self) -> String {
+        match self {
+            Subject::AirflowTask {
+                dag_id,
+                task_id,
+                run_id,
+            } => format!("Airflow task {dag_id}.{task_id}, run {run_id}"),
+            Subject::AirflowTaskInstance { ti_id } => format!("Airflow task instance {ti_id}"),
+            Subject::CeleryWorker { node } => format!("Celery worker {node}"),
+            Subject::Other => "Other daemonic processes".to_owned(),
+        }
+    }
+}
+
+/// The findings about one daemonic parent (a pool worker, a task runner, ...) and what it
+/// started.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Actor {
+    pub pid: u32,
+    pub start_time: u64,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Its own death, if a signal killed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub killed: Option<Finding>,
+    pub spawns: Vec<Finding>,
+    pub orphans: Vec<Orphan>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Orphan {
+    pub orphaned: Finding,
+    /// How it ended, if it did before the trace did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exited: Option<Finding>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Group {
+    pub subject: Subject,
+    pub actors: Vec<Actor>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Totals {
+    pub daemonic_spawns: usize,
+    pub orphans: usize,
+    pub orphans_alive: usize,
+    pub orphans_exited: usize,
+    pub killed: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// `CLOCK_BOOTTIME` and wall clock at the start of the trace, to date its events.
+    #[serde(skip)]
+    clock_base: (u64, u64),
+    pub trace: String,
+    pub host: String,
+    pub kernel: String,
+    pub started: String,
+    pub duration_ns: u64,
+    pub lost: u64,
+    pub totals: Totals,
+    pub groups: Vec<Group>,
+}
+
+/// `2026-11-24 15:31:40Z` from nanoseconds since the Unix epoch.
+pub fn utc(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
+        rest / 3600,
+        (rest % 3600) / 60,
+        rest % 60
+    )
+}
+
+type Groups = BTreeMap<Subject, BTreeMap<ProcessKey, Actor>>;
+
+/// The entry of the process a finding is about, in its group.
+fn actor<'a>(
+    groups: &'a mut Groups,
+    identity: &Identity,
+    process: &ProcessSketch,
+) -> &'a mut Actor {
+    groups
+        .entry(Subject::of(identity))
+        .or_default()
+        .entry(ProcessKey {
+            pid: process.pid,
+            start_time: process.start_time,
+        })
+        .or_insert_with(|| Actor {
+            pid: process.pid,
+            start_time: process.start_time,
+            title: process.title.clone(),
+            role: process.role_label.clone(),
+            ..Actor::default()
+        })
+}
+
+/// Groups findings: by Celery worker or Airflow task, then by the daemonic parent (or killed
+/// process) each finding is about.
+pub fn group(findings: &[Finding]) -> (Vec<Group>, Totals) {
+    let mut groups = Groups::new();
+    let mut totals = Totals::default();
+    let exits: BTreeMap<ProcessKey, &Finding> = findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::OrphanExited)
+        .map(|f| {
+            (
+                ProcessKey {
+                    pid: f.pid,
+                    start_time: f.start_time,
+                },
+                f,
+            )
+        })
+        .collect();
+    for finding in findings {
+        match finding.kind {
+            FindingKind::DaemonicSpawn => {
+                totals.daemonic_spawns += 1;
+                let parent = finding.lineage.first().unwrap_or(&finding.process);
+                actor(&mut groups, &finding.identity, parent)
+                    .spawns
+                    .push(finding.clone());
+            }
+            FindingKind::Orphaned => {
+                totals.orphans += 1;
+                let key = ProcessKey {
+                    pid: finding.pid,
+                    start_time: finding.start_time,
+                };
+                let exited = exits.get(&key).map(|f| (*f).clone());
+                if exited.is_some() {
+                    totals.orphans_exited += 1;
+                } else {
+                    totals.orphans_alive += 1;
+                }
+                let parent = finding.dead_parent.as_ref().unwrap_or(&finding.process);
+                actor(&mut groups, &finding.identity, parent)
+                    .orphans
+                    .push(Orphan {
+                        orphaned: finding.clone(),
+                        exited,
+                    });
+            }
+            FindingKind::Killed => {
+                totals.killed += 1;
+                actor(&mut groups, &finding.identity, &finding.process).killed =
+                    Some(finding.clone());
+            }
+            FindingKind::OrphanExited => {}
+        }
+    }
+    let groups = groups
+        .into_iter()
+        .map(|(subject, actors)| Group {
+            subject,
+            actors: actors.into_values().collect(),
+        })
+        .collect();
+    (groups, totals)
+}
+
+/// Replays `path` and builds its report.
+pub fn build(path: &Path, rules: Option<Rules>) -> Result<Report> {
+    let (pipeline, header, summary) = replay(path, None, rules, FindingSink::default())?;
+    let (groups, totals) = group(&pipeline.sink.findings);
+    Ok(Report {
+        clock_base: (header.ts, header.wall_clock_ns),
+        trace: path.display().to_string(),
+        host: header.host.clone(),
+        kernel: header.kernel.clone(),
+        started: utc(header.wall_clock_ns),
+        duration_ns: summary.last_ts.saturating_sub(header.ts),
+        lost: pipeline.model.stats.lost.total(),
+        totals,
+        groups,
+    })
+}
+
+impl Report {
+    /// The wall-clock time of a trace timestamp, to match the Celery and Airflow logs.
+    pub fn clock(&self, ts: u64) -> String {
+        let (boot, wall) = self.clock_base;
+        utc((wall + ts).saturating_sub(boot))
+    }
+}
+
+fn plural(count: usize, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
+/// The report for a human, a few lines per daemonic parent. Process text is sanitized.
+pub fn text(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Postmortem of {}: host {}, kernel {}, {} from {}",
+        sanitize(&report.trace),
+        sanitize(&report.host),
+        sanitize(&report.kernel),
+        duration(report.duration_ns),
+        report.started
+    );
+    let totals = &report.totals;
+    let _ = writeln!(
+        out,
+        "{}, {} ({} alive at the end, {} exited), {}{}",
+        plural(totals.daemonic_spawns, "daemonic spawn", "daemonic spawns"),
+        plural(totals.orphans, "orphan", "orphans"),
+        totals.orphans_alive,
+        totals.orphans_exited,
+        plural(totals.killed, "kill", "kills"),
+        if report.lost > 0 {
+            format!(
+                "; {} kernel records were lost, so this may be incomplete",
+                report.lost
+            )
+        } else {
+            String::new()
+        }
+    );
+    for group in &report.groups {
+        let _ = writeln!(out, "\n{}", sanitize(&group.subject.heading()));
+        for actor in &group.actors {
+            let role = actor.role.as_deref().unwrap_or("process");
+            let _ = writeln!(out, "  {role} {} `{}`", actor.pid, sanitize(&actor.title));
+            if let Some(killed) = &actor.killed
+                && let Some(death) = &killed.death
+            {
+                let _ = writeln!(
+                    out,
+                    "    was {} at {}",
+                    sanitize(&death.description),
+                    report.clock(death.ts)
+                );
+            }
+            if !actor.spawns.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    started {} while daemonic:",
+                    plural(actor.spawns.len(), "child", "children")
+                );
+                for spawn in &actor.spawns {
+                    let how = match (&spawn.how, &spawn.program) {
+                        (Some(SpawnHow::Exec), Some(program)) => {
+                            format!("exec of {}", sanitize(program))
+                        }
+                        (Some(SpawnHow::MultiprocessingSpawn), _) => {
+                            "multiprocessing spawn".to_owned()
+                        }
+                        _ => "fork without exec".to_owned(),
+                    };
+                    let _ = writeln!(
+                        out,
+                        "      {} `{}` ({how})",
+                        spawn.pid,
+                        sanitize(&spawn.process.title)
+                    );
+                }
+            }
+            if !actor.orphans.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    left {} when it died:",
+                    plural(actor.orphans.len(), "orphan", "orphans")
+                );
+                for orphan in &actor.orphans {
+                    let found = &orphan.orphaned;
+                    let fate = match &orphan.exited {
+                        Some(exited) => format!(
+                            "exited after {} as an orphan, {}",
+                            duration(exited.orphaned_for_ns.unwrap_or(0)),
+                            exited
+                                .death
+                                .as_ref()
+                                .map_or_else(String::new, |d| sanitize(&d.description)
+                                    .into_owned())
+                        ),
+                        None => format!(
+                            "still alive under {} at the end",
+                            found.new_ppid.unwrap_or(1)
+                        ),
+                    };
+                    let _ = writeln!(
+                        out,
+                        "      {} `{}`: {fate}",
+                        found.pid,
+                        sanitize(&found.process.title)
+                    );
+                }
+                if actor.killed.is_none()
+                    && let Some(death) = actor.orphans[0].orphaned.death.as_ref()
+                {
+                    let _ = writeln!(
+                        out,
+                        "    it ended ({}) at {}",
+                        sanitize(&death.description),
+                        report.clock(death.ts)
+                    );
+                }
+            }
+        }
+    }
+    if report.groups.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nNo daemonic process started children, nothing was orphaned, no role was killed."
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00Z");
+        assert_eq!(utc(1_795_532_006_602_874_753), "2026-11-24 14:53:26Z");
+        assert_eq!(utc(951_782_400_000_000_000), "2000-02-29 00:00:00Z");
+    }
+}
