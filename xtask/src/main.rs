@@ -23,6 +23,37 @@ const LLVM_PACKAGES: &[&str] = &[
     "libxml2-dev",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// The Python stacks the real-world tests run, each in a venv of its own. Pinned: the tests
+/// assert on process titles and kill paths these versions have.
+const VENVS: &[(&str, &[&str])] = &[
+    (
+        "celery",
+        &[
+            "celery[redis]==5.7.0",
+            "kombu==5.7.0",
+            "billiard==4.3.2",
+            "redis==8.1.0",
+            "setproctitle==1.3.8",
+        ],
+    ),
+    (
+        "airflow2",
+        &[
+            "apache-airflow==2.10.5",
+            "apache-airflow-providers-celery==3.10.0",
+            "celery==5.4.0",
+            "kombu==5.4.2",
+            "billiard==4.2.1",
+            "redis==5.2.1",
+            "click==8.1.8",
+            "setproctitle==1.3.8",
+        ],
+    ),
+];
+
+/// Debian packages the real-world tests need.
+const TEST_PACKAGES: &[&str] = &["redis-server"];
 /// The probes' toolchain (LLVM 22.1), shared with `tracer/build.rs`.
 const BPF_TOOLCHAIN: &str = include_str!("../../tracer-ebpf/TOOLCHAIN");
 
@@ -147,8 +178,8 @@ fn ensure_bpf_toolchain() -> Result<()> {
     ]))
 }
 
-fn missing_packages() -> Vec<&'static str> {
-    LLVM_PACKAGES
+fn missing_packages(packages: &[&'static str]) -> Vec<&'static str> {
+    packages
         .iter()
         .copied()
         .filter(|package| {
@@ -159,19 +190,62 @@ fn missing_packages() -> Vec<&'static str> {
         .collect()
 }
 
-fn ensure_llvm() -> Result<()> {
-    let missing = missing_packages();
-    if missing.is_empty() && Path::new(LLVM_PREFIX).join("bin/llvm-config").exists() {
-        return Ok(());
-    }
-    eprintln!("xtask: installing {} (for bpf-linker)", missing.join(" "));
+fn apt_install(packages: &[&str], why: &str) -> Result<()> {
+    eprintln!("xtask: installing {} ({why})", packages.join(" "));
     run(as_root("apt-get")
         .args(["update", "-q"])
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
     run(as_root("apt-get")
         .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing)
+        .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn ensure_llvm() -> Result<()> {
+    let missing = missing_packages(LLVM_PACKAGES);
+    if missing.is_empty() && Path::new(LLVM_PREFIX).join("bin/llvm-config").exists() {
+        return Ok(());
+    }
+    apt_install(&missing, "for bpf-linker")
+}
+
+/// Where the real-world tests' venvs live: outside the repository, kept between runs.
+fn test_cache() -> PathBuf {
+    env::var_os("TRACER_TEST_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|home| Path::new(&home).join(".cache/tracer-tests")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache/tracer-tests"))
+}
+
+/// Redis from Debian, and a venv per Python stack, each built once per set of pins.
+fn ensure_test_stacks() -> Result<PathBuf> {
+    let missing = missing_packages(TEST_PACKAGES);
+    if !missing.is_empty() {
+        apt_install(&missing, "for the real-world tests")?;
+    }
+    let venvs = test_cache().join("venvs");
+    for (name, requirements) in VENVS {
+        let venv = venvs.join(name);
+        let stamp = venv.join("tracer-requirements.txt");
+        let wanted = requirements.join("\n");
+        if std::fs::read_to_string(&stamp).is_ok_and(|have| have == wanted) {
+            continue;
+        }
+        eprintln!(
+            "xtask: building the {name} venv for the real-world tests ({})",
+            requirements.join(" ")
+        );
+        let _ = std::fs::remove_dir_all(&venv);
+        std::fs::create_dir_all(&venvs)
+            .with_context(|| format!("cannot create {}", venvs.display()))?;
+        run(command("python3").arg("-m").arg("venv").arg(&venv))?;
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .args(*requirements))?;
+        std::fs::write(&stamp, wanted)
+            .with_context(|| format!("cannot write {}", stamp.display()))?;
+    }
+    Ok(venvs)
 }
 
 fn ensure_bpf_linker() -> Result<()> {
@@ -236,8 +310,10 @@ fn main() -> ExitCode {
             if !is_root() {
                 bail!("the kernel tests load eBPF probes: run `cargo xtask test` as root");
             }
+            let venvs = ensure_test_stacks()?;
             let mut test = command("cargo");
-            test.args(["test", "--workspace", "--exclude", "tracer-ebpf"]);
+            test.args(["test", "--workspace", "--exclude", "tracer-ebpf"])
+                .env("TRACER_TEST_VENVS", &venvs);
             if !args.is_empty() {
                 test.arg("--").args(args);
             }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tracer::analysis::Analyzer;
 use tracer::event::{
-    Event, Exec, Exit, LostCounts, ProcessStart, Rename, Reparent, Signal, Snapshot,
+    Event, Exec, Exit, Finding, LostCounts, ProcessStart, Rename, Reparent, Signal, Snapshot,
 };
 use tracer::host;
 use tracer::ingest::Pipeline;
@@ -237,6 +237,13 @@ impl Trace {
     pub fn reparents(&self) -> impl Iterator<Item = &Reparent> {
         self.events.iter().filter_map(|e| match e {
             Event::Reparent(x) => Some(x),
+            _ => None,
+        })
+    }
+
+    pub fn findings(&self) -> impl Iterator<Item = &Finding> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Finding(x) => Some(x.as_ref()),
             _ => None,
         })
     }

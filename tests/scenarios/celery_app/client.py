@@ -1,0 +1,29 @@
+"""Sends the scenario's tasks to the worker and prints what happened as JSON.
+
+    client.py control    three plain tasks
+    client.py incident   a task that hits its hard time limit, then one that leaves a child
+"""
+import json
+import sys
+
+from celery.exceptions import TimeLimitExceeded
+
+from tasks import leave_popen, plain, spawn_and_hang
+
+
+def main():
+    report = {}
+    if sys.argv[1] == "control":
+        report["results"] = [plain.delay(x).get(timeout=60) for x in range(3)]
+    else:
+        try:
+            spawn_and_hang.delay().get(timeout=60)
+            report["hang"] = "returned"
+        except TimeLimitExceeded:
+            report["hang"] = "TimeLimitExceeded"
+        report["popen_child"] = leave_popen.delay().get(timeout=60)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

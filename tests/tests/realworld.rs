@@ -1,0 +1,630 @@
+//! Real-world scenarios: real billiard, multiprocessing, Celery (with Redis) and Airflow 2,
+//! under the real tracer, asserting on the findings it recorded. The Python stacks come from
+//! `cargo xtask test` (venvs it builds once, named by TRACER_TEST_VENVS); these tests fail,
+//! never skip, without them. Each scenario runs in a session of its own and is cleaned up by
+//! session id: orphans escape to PID 1 but keep their session.
+
+mod support;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Recording, TRACER, Trace, kernel_test, wait_bounded};
+use tracer::event::{FindingKind, SpawnHow};
+
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn scenarios() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+}
+
+/// A program of one of the test venvs.
+fn venv_bin(venv: &str, program: &str) -> PathBuf {
+    let venvs = std::env::var_os("TRACER_TEST_VENVS").expect(
+        "TRACER_TEST_VENVS is not set: run `cargo xtask test`, which installs the Python \
+         stacks (Celery, Airflow 2, Redis) these tests run",
+    );
+    let path = Path::new(&venvs).join(venv).join("bin").join(program);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
+fn text(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+/// Processes in session `sid` that can still be killed (zombies wait for their reaper).
+fn session_members(sid: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let fields: Vec<&str> = stat[stat.rfind(')').unwrap_or(0) + 1..]
+                .split_whitespace()
+                .collect();
+            fields.first() != Some(&"Z") && fields.get(3) == Some(&sid.to_string().as_str())
+        })
+        .collect()
+}
+
+/// A program started as the leader of a new session; dropping it kills the whole session.
+struct Session {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Session {
+    fn start(command: &mut Command) -> Session {
+        // SAFETY: setsid is async-signal-safe and the closure allocates nothing.
+        unsafe {
+            command.pre_exec(|| {
+                nix::unistd::setsid()
+                    .map(|_| ())
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the scenario");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, lines) = mpsc::channel();
+        // Children inherit stdout and may outlive the leader: read lines, never to EOF.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        Session { child, lines }
+    }
+
+    fn sid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The first line the leader prints, as JSON.
+    fn report(&self) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(SCENARIO_TIMEOUT)
+            .expect("the scenario reports within its time");
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"))
+    }
+
+    fn wait(&mut self) {
+        let status = wait_bounded(&mut self.child, SCENARIO_TIMEOUT, "scenario");
+        assert!(status.success(), "scenario failed: {status}");
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let members = session_members(self.sid());
+            if members.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            for pid in members {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pid_of(value: &Value) -> u32 {
+    value
+        .as_u64()
+        .unwrap_or_else(|| panic!("not a pid: {value}")) as u32
+}
+
+/// Prints how many findings of each kind a scenario produced (for the record of a run).
+fn tally(scenario: &str, trace: &Trace) {
+    let mut counts = std::collections::BTreeMap::new();
+    for finding in trace.findings() {
+        *counts.entry(format!("{:?}", finding.kind)).or_insert(0) += 1;
+    }
+    println!("scenario {scenario}: findings {counts:?}");
+}
+
+fn findings(trace: &Trace, kind: FindingKind) -> impl Iterator<Item = &tracer::event::Finding> {
+    trace.findings().filter(move |f| f.kind == kind)
+}
+
+#[test]
+fn a_daemonic_billiard_process_starts_children_and_is_killed() {
+    let _kernel = kernel_test();
+    let rules = scenarios().join("daemonic_rules.toml");
+    let recording = Recording::start(&["--rules", text(&rules)]);
+    let mut scenario = Session::start(
+        Command::new(venv_bin("celery", "python3")).arg(scenarios().join("billiard_daemonic.py")),
+    );
+    let report = scenario.report();
+    scenario.wait();
+    let trace = recording.stop();
+    drop(scenario);
+    tally("billiard daemonic process killed", &trace);
+
+    let (parent, daemonic) = (pid_of(&report["parent"]), pid_of(&report["daemonic"]));
+    let children: Vec<u32> = report["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(pid_of)
+        .collect();
+    for child in &children {
+        let spawn = trace.only(
+            "daemonic_spawn of a child",
+            findings(&trace, FindingKind::DaemonicSpawn).filter(|f| f.pid == *child),
+        );
+        assert_eq!(spawn.parent_pid, Some(daemonic));
+        assert_eq!(spawn.how, Some(SpawnHow::Fork));
+        let root = spawn.evidence.last().expect("evidence");
+        assert!(root.reason.contains("Scenario daemonic worker"), "{root:?}");
+
+        let orphaned = trace.only(
+            "orphaned child",
+            findings(&trace, FindingKind::Orphaned).filter(|f| f.pid == *child),
+        );
+        let dead = orphaned.dead_parent.as_ref().unwrap();
+        assert_eq!(
+            (dead.pid, dead.role.as_deref()),
+            (daemonic, Some("test.daemonic_worker"))
+        );
+        let killer = orphaned
+            .death
+            .as_ref()
+            .unwrap()
+            .killer
+            .as_ref()
+            .expect("who killed it");
+        assert_eq!((killer.process.pid, killer.sig), (parent, 9));
+        assert_eq!(orphaned.identity["scenario"], "billiard");
+        assert!(
+            orphaned.process.daemonic,
+            "a fork of a daemonic process is daemonic"
+        );
+    }
+    let killed = trace.only(
+        "the daemonic worker's kill",
+        findings(&trace, FindingKind::Killed).filter(|f| f.pid == daemonic),
+    );
+    assert_eq!(killed.death.as_ref().unwrap().signal, Some(9));
+    // The script's main process is not daemonic: starting the worker is no finding.
+    assert_eq!(
+        findings(&trace, FindingKind::DaemonicSpawn)
+            .filter(|f| f.pid == daemonic)
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn a_daemonic_multiprocessing_process_calling_pool() {
+    let _kernel = kernel_test();
+    let rules = scenarios().join("daemonic_rules.toml");
+    let recording = Recording::start(&["--rules", text(&rules)]);
+    let run = |optimize: bool| {
+        let mut command = Command::new(venv_bin("celery", "python3"));
+        command.arg(scenarios().join("mp_pool_in_daemonic.py"));
+        if optimize {
+            command.env("PYTHONOPTIMIZE", "1");
+        } else {
+            command.env_remove("PYTHONOPTIMIZE");
+        }
+        let mut scenario = Session::start(&mut command);
+        let report = scenario.report();
+        scenario.wait();
+        report
+    };
+    let refused = run(false);
+    let allowed = run(true);
+    let trace = recording.stop();
+    tally(
+        "multiprocessing Pool() in a daemonic process, without then with PYTHONOPTIMIZE=1",
+        &trace,
+    );
+
+    assert_eq!(refused["outcome"], "refused", "{refused}");
+    assert_eq!(
+        refused["detail"],
+        "daemonic processes are not allowed to have children"
+    );
+    let spawns_of = |report: &Value| {
+        let daemonic = pid_of(&report["daemonic"]);
+        findings(&trace, FindingKind::DaemonicSpawn)
+            .filter(|f| f.parent_pid == Some(daemonic))
+            .count()
+    };
+    assert_eq!(
+        spawns_of(&refused),
+        0,
+        "the assert stopped it: no child, no finding"
+    );
+
+    assert_eq!(allowed["outcome"], "pool", "{allowed}");
+    assert_eq!(
+        spawns_of(&allowed),
+        2,
+        "PYTHONOPTIMIZE=1: Pool(2) forked two workers"
+    );
+}
+
+/// A Redis server on a free port, in its own session.
+struct Redis {
+    port: u16,
+    _session: Session,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let session = Session::start(Command::new("redis-server").args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ]));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis {
+            port,
+            _session: session,
+        }
+    }
+}
+
+/// Runs a Celery worker and the client under a recording; returns the trace, the client's
+/// report, and the worker's session id.
+fn celery(client: &str) -> (Trace, Value, u32) {
+    let redis = Redis::start();
+    let broker = format!("redis://127.0.0.1:{}/0", redis.port);
+    let app = scenarios().join("celery_app");
+    let recording = Recording::start(&[]);
+    let worker = Session::start(
+        Command::new(venv_bin("celery", "celery"))
+            .args([
+                "-A",
+                "tasks",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                "2",
+            ])
+            .args(["-n", "w1@lineage", "--without-mingle", "--without-gossip"])
+            .args(["--without-heartbeat", "--loglevel", "WARNING"])
+            .current_dir(&app)
+            .env("LINEAGE_BROKER", &broker),
+    );
+    let mut sender = Session::start(
+        Command::new(venv_bin("celery", "python3"))
+            .args([text(&app.join("client.py")), client])
+            .current_dir(&app)
+            .env("LINEAGE_BROKER", &broker),
+    );
+    let report = sender.report();
+    sender.wait();
+    let trace = recording.stop();
+    let sid = worker.sid() as u32;
+    drop(worker);
+    (trace, report, sid)
+}
+
+#[test]
+fn a_celery_task_hits_its_hard_time_limit_and_another_leaves_a_child() {
+    let _kernel = kernel_test();
+    let (trace, report, main) = celery("incident");
+    tally("Celery hard time limit and a Popen child", &trace);
+    assert_eq!(report["hang"], "TimeLimitExceeded", "{report}");
+
+    let killed = trace.only(
+        "the pool worker's kill",
+        findings(&trace, FindingKind::Killed)
+            .filter(|f| f.process.role.as_deref() == Some("celery.pool_worker")),
+    );
+    let worker = killed.pid;
+    let killer = killed.death.as_ref().unwrap().killer.as_ref().unwrap();
+    assert_eq!(
+        killer.process.pid, main,
+        "the Celery main process killed it"
+    );
+    assert!(
+        killer.what.contains("enforcing a hard time limit"),
+        "{}",
+        killer.what
+    );
+    assert!(
+        killer.what.contains("SIGTERM, then SIGKILL"),
+        "{}",
+        killer.what
+    );
+
+    let orphans: Vec<_> = findings(&trace, FindingKind::Orphaned)
+        .filter(|f| f.parent_pid == Some(worker))
+        .collect();
+    assert_eq!(orphans.len(), 2, "the task's two billiard children");
+    for orphan in &orphans {
+        assert!(
+            orphan.summary.contains("hard time limit"),
+            "{}",
+            orphan.summary
+        );
+        assert_eq!(orphan.identity["celery_node"], "w1@lineage");
+        let adopted = orphan.new_ppid.expect("adopted");
+        assert_ne!(adopted, worker);
+        let reparent = trace.only(
+            "its reparent",
+            trace.reparents().filter(|r| r.pid == orphan.pid),
+        );
+        assert_eq!(reparent.new_ppid, adopted);
+        let spawn = trace.only(
+            "its spawn",
+            findings(&trace, FindingKind::DaemonicSpawn).filter(|f| f.pid == orphan.pid),
+        );
+        assert_eq!(
+            (spawn.parent_pid, spawn.how),
+            (Some(worker), Some(SpawnHow::Fork))
+        );
+    }
+
+    let popen = pid_of(&report["popen_child"]);
+    let spawn = trace.only(
+        "the Popen child's spawn",
+        findings(&trace, FindingKind::DaemonicSpawn).filter(|f| f.pid == popen),
+    );
+    assert_eq!(spawn.how, Some(SpawnHow::Exec));
+    assert!(spawn.program.as_deref().unwrap().ends_with("/sleep"));
+    assert_eq!(spawn.identity["celery_node"], "w1@lineage");
+
+    // The postmortem says it in a few lines.
+    let output = Command::new(TRACER)
+        .args(["report", text(trace.path())])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("Celery worker w1@lineage"), "{text}");
+    assert!(
+        text.contains("the Celery main process enforcing a hard time limit"),
+        "{text}"
+    );
+    assert!(text.contains("left 2 orphans when it died"), "{text}");
+    println!("{text}");
+}
+
+#[test]
+fn plain_celery_tasks_give_no_findings() {
+    let _kernel = kernel_test();
+    let (trace, report, sid) = celery("control");
+    tally("Celery plain tasks (control)", &trace);
+    assert_eq!(report["results"], serde_json::json!([0, 2, 4]));
+    let session: HashSet<u32> = trace
+        .starts()
+        .filter(|s| s.sid == sid)
+        .map(|s| s.pid)
+        .collect();
+    assert!(session.len() >= 2, "the worker's pool was seen starting");
+    let about_the_worker: Vec<_> = trace
+        .findings()
+        .filter(|f| session.contains(&f.pid) || f.pid == sid)
+        .collect();
+    assert!(about_the_worker.is_empty(), "{about_the_worker:#?}");
+}
+
+/// An Airflow 2 scheduler with the LocalExecutor on SQLite, running `lineage_spawner` once.
+/// With `kill_supervisor`, the task's supervisor is SIGKILLed once the task has started its
+/// children. Returns the trace and the task's report.
+fn airflow(new_interpreter: bool, kill_supervisor: bool) -> (Trace, Value) {
+    let home = tempfile::tempdir().unwrap();
+    let airflow = venv_bin("airflow2", "airflow");
+    // The LocalExecutor runs `airflow tasks run ...` by name in a new interpreter.
+    let path = format!(
+        "{}:{}",
+        text(airflow.parent().unwrap()),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let env = [
+        ("PATH", path),
+        ("AIRFLOW_HOME", text(home.path()).to_owned()),
+        ("AIRFLOW__CORE__EXECUTOR", "LocalExecutor".into()),
+        ("AIRFLOW__CORE__PARALLELISM", "4".into()),
+        (
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+            format!("sqlite:///{}/airflow.db", text(home.path())),
+        ),
+        (
+            "_AIRFLOW__SKIP_DATABASE_EXECUTOR_COMPATIBILITY_CHECK",
+            "1".into(),
+        ),
+        ("AIRFLOW__CORE__LOAD_EXAMPLES", "False".into()),
+        (
+            "AIRFLOW__CORE__DAGS_FOLDER",
+            text(&scenarios().join("airflow_dags")).into(),
+        ),
+        ("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False".into()),
+        ("AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC", "1".into()),
+        ("AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL", "1".into()),
+        (
+            "AIRFLOW__CORE__EXECUTE_TASKS_NEW_PYTHON_INTERPRETER",
+            if new_interpreter { "True" } else { "False" }.into(),
+        ),
+        ("LINEAGE_REPORT_DIR", text(home.path()).into()),
+    ];
+    let airflow_command = |args: &[&str]| {
+        let mut command = Command::new(&airflow);
+        command
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command
+    };
+    let mut migrate = airflow_command(&["db", "migrate"]).spawn().unwrap();
+    assert!(wait_bounded(&mut migrate, SCENARIO_TIMEOUT, "airflow db migrate").success());
+
+    let recording = Recording::start(&[]);
+    let _scheduler = Session::start(&mut airflow_command(&["scheduler"]));
+    let deadline = Instant::now() + SCENARIO_TIMEOUT;
+    // The trigger fails until the scheduler has parsed the DAG.
+    loop {
+        let mut trigger = airflow_command(&["dags", "trigger", "lineage_spawner"])
+            .spawn()
+            .unwrap();
+        if wait_bounded(&mut trigger, SCENARIO_TIMEOUT, "airflow dags trigger").success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the DAG was never triggered");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let task_report = home.path().join("task.json");
+    while !task_report.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the task never started its children"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&task_report).unwrap()).unwrap();
+    if kill_supervisor {
+        let (runner, supervisor) = (pid_of(&report["task_pid"]), pid_of(&report["task_ppid"]));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(supervisor as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        // The runner is reparented as the supervisor's exit completes.
+        let stat =
+            |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        while stat(runner).split_whitespace().nth(3) == Some(&supervisor.to_string()) {
+            assert!(Instant::now() < deadline, "the runner was never reparented");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    (recording.stop(), report)
+}
+
+#[test]
+fn an_airflow_task_supervisor_is_killed_and_its_runner_orphaned() {
+    let _kernel = kernel_test();
+    let (trace, report) = airflow(false, true);
+    tally("Airflow 2 LocalExecutor task, supervisor killed", &trace);
+    let (runner, supervisor) = (pid_of(&report["task_pid"]), pid_of(&report["task_ppid"]));
+    let task = [("dag_id", "lineage_spawner"), ("task_id", "spawn")];
+
+    let killed = trace.only(
+        "the supervisor's kill",
+        findings(&trace, FindingKind::Killed).filter(|f| f.pid == supervisor),
+    );
+    assert_eq!(
+        killed.process.role.as_deref(),
+        Some("airflow.task_supervisor")
+    );
+
+    let orphaned = trace.only(
+        "the runner orphaned",
+        findings(&trace, FindingKind::Orphaned).filter(|f| f.pid == runner),
+    );
+    assert_eq!(
+        orphaned.process.role.as_deref(),
+        Some("airflow.task_runner")
+    );
+    assert!(
+        orphaned.process.daemonic,
+        "forked, without exec, from a LocalExecutor worker"
+    );
+    assert_eq!(orphaned.parent_pid, Some(supervisor));
+    for (key, value) in task {
+        assert_eq!(orphaned.identity[key], value, "{key}");
+    }
+    assert!(orphaned.identity["run_id"].starts_with("manual__"));
+    let root = orphaned.evidence.last().unwrap();
+    assert!(
+        root.reason.contains("Airflow 2 LocalExecutor worker"),
+        "{root:?}"
+    );
+
+    let children: Vec<u32> = report["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(pid_of)
+        .collect();
+    for child in children {
+        let spawn = trace.only(
+            "the task's child",
+            findings(&trace, FindingKind::DaemonicSpawn).filter(|f| f.pid == child),
+        );
+        assert_eq!(spawn.parent_pid, Some(runner));
+        for (key, value) in task {
+            assert_eq!(spawn.identity[key], value, "{key}");
+        }
+    }
+}
+
+#[test]
+fn an_airflow_task_in_a_new_interpreter_is_not_daemonic() {
+    let _kernel = kernel_test();
+    let (trace, report) = airflow(true, false);
+    tally("Airflow 2 task in a new interpreter (control)", &trace);
+    let (runner, command) = (pid_of(&report["task_pid"]), pid_of(&report["task_ppid"]));
+    let (pipeline, _, _) =
+        tracer::replay::replay(trace.path(), None, None, tracer::sink::NullSink).unwrap();
+    let model = &pipeline.model;
+    let command_process = model.live(command).expect("the task command is alive");
+    assert_eq!(
+        command_process.class.role.as_ref().map(|r| r.id.as_str()),
+        Some("airflow.task_command")
+    );
+    assert!(
+        !command_process.class.is_daemonic(),
+        "exec cleared the worker's flag"
+    );
+    assert!(!model.live(runner).unwrap().class.is_daemonic());
+    let children: HashSet<u32> = report["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(pid_of)
+        .collect();
+    let flagged: Vec<_> = trace
+        .findings()
+        .filter(|f| children.contains(&f.pid) || f.pid == runner)
+        .collect();
+    assert!(flagged.is_empty(), "{flagged:#?}");
+}
