@@ -181,6 +181,48 @@ pub fn tree_lines(model: &Model, style: &TreeStyle) -> Vec<String> {
     lines
 }
 
+/// Live orphans, newest first, at most `max` lines (and a count of the rest): where they are
+/// now, whom they lost, and what they belonged to.
+pub fn orphan_lines(model: &Model, max: usize, width: Option<usize>) -> Vec<String> {
+    let mut orphans: Vec<&Process> = model
+        .processes()
+        .map(|(_, p)| p)
+        .filter(|p| p.is_alive() && p.orphaned.is_some())
+        .collect();
+    orphans.sort_by_key(|p| std::cmp::Reverse(p.orphaned.as_ref().map_or(0, |o| o.ts)));
+    let mut lines: Vec<String> = orphans
+        .iter()
+        .take(max)
+        .map(|process| {
+            let orphaning = process.orphaned.as_ref().expect("filtered on orphans");
+            let mut line = format!(
+                "orphan {} {} under {}, parent {} [{}] died {} ago",
+                process.key.pid,
+                sanitize(&process.title()),
+                process.ppid,
+                orphaning.parent.pid,
+                sanitize(&orphaning.parent_comm),
+                duration(model.now().saturating_sub(orphaning.ts))
+            );
+            let identity: Vec<String> = process
+                .class
+                .identity
+                .iter()
+                .map(|(k, v)| format!("{k}={}", sanitize(v)))
+                .collect();
+            if !identity.is_empty() {
+                let _ = write!(line, " [{}]", identity.join(" "));
+            }
+            truncate(&mut line, width);
+            line
+        })
+        .collect();
+    if orphans.len() > max {
+        lines.push(format!("... and {} more orphans", orphans.len() - max));
+    }
+    lines
+}
+
 /// One human line per event, for the streaming view.
 pub fn event_line(event: &Event, color: bool) -> String {
     let secs = event.ts() as f64 / 1e9;
@@ -401,6 +443,16 @@ mod tests {
             },
         );
         assert_eq!(with_kernel[7..], ["2 kthreadd", "└─ 3 kworker"]);
+    }
+
+    #[test]
+    fn orphans_are_listed_newest_first() {
+        let lines = orphan_lines(&model(), 5, None);
+        assert_eq!(
+            lines,
+            ["orphan 22 celery under 1, parent 21 [celery] died 0ms ago"]
+        );
+        assert!(orphan_lines(&model(), 0, None)[0].starts_with("... and 1 more"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crossterm::{cursor, execute, queue, terminal};
 use crate::event::Event;
 use crate::ingest::{Sink, Status};
 use crate::model::Model;
-use crate::render::{TreeStyle, event_line, status_line, tree_lines};
+use crate::render::{TreeStyle, event_line, orphan_lines, status_line, tree_lines};
 use crate::trace::{TraceHeader, TraceWriter};
 
 /// Records every event to a trace file.
@@ -110,8 +110,20 @@ impl TerminalSink {
         );
         frame.push_str(&header);
         frame.push_str("\r\n");
+        // Orphans first: on a busy host the tree puts them out of sight.
+        let orphans = orphan_lines(model, 5, self.style.width);
+        for line in &orphans {
+            if self.style.color {
+                frame.push_str("\x1b[33m");
+                frame.push_str(line);
+                frame.push_str("\x1b[0m\x1b[K\r\n");
+            } else {
+                frame.push_str(line);
+                frame.push_str("\x1b[K\r\n");
+            }
+        }
         let lines = tree_lines(model, &self.style);
-        let room = (rows as usize).saturating_sub(2);
+        let room = (rows as usize).saturating_sub(2 + orphans.len());
         for line in lines.iter().take(room) {
             frame.push_str(line);
             frame.push_str("\x1b[K\r\n");
