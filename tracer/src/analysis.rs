@@ -65,6 +65,36 @@ fn lineage(model: &Model, index: ProcessIndex) -> Vec<ProcessSketch> {
     model.lineage(index).map(|(_, p)| sketch(p)).collect()
 }
 
+/// A finding about the process at `index`, with what every finding says about it; callers
+/// add what is particular to their kind.
+fn finding_about(
+    model: &Model,
+    index: ProcessIndex,
+    kind: FindingKind,
+    ts: u64,
+    summary: String,
+) -> Finding {
+    let process = model.get(index);
+    Finding {
+        ts,
+        pid: process.key.pid,
+        start_time: process.key.start_time,
+        kind,
+        summary,
+        process: sketch(process),
+        parent_pid: None,
+        how: None,
+        program: None,
+        new_ppid: None,
+        dead_parent: None,
+        death: None,
+        orphaned_for_ns: None,
+        lineage: lineage(model, index),
+        evidence: process.class.daemonic.clone(),
+        identity: process.class.identity.clone(),
+    }
+}
+
 /// The retained process with this identity, live or exited.
 fn find_any(model: &Model, key: ProcessKey) -> Option<ProcessIndex> {
     model.find(key).or_else(|| {
@@ -304,17 +334,9 @@ impl Analyzer {
         let child = model.get(index);
         let parent_index = find_any(model, pending.parent)?;
         let parent = model.get(parent_index);
-        let parent_sketch = sketch(parent);
-        let manner = match (how, &program) {
-            (SpawnHow::Exec, Some(program)) => format!("exec of {program}"),
-            (SpawnHow::MultiprocessingSpawn, _) => {
-                "a Python multiprocessing child (spawn start method)".to_owned()
-            }
-            _ => "fork without exec".to_owned(),
-        };
         let summary = format!(
-            "daemonic {} started {} `{}`{} by {manner}",
-            describe(&parent_sketch),
+            "daemonic {} started {} `{}`{} by {}",
+            describe(&sketch(parent)),
             child.key.pid,
             child.title(),
             child
@@ -323,24 +345,15 @@ impl Analyzer {
                 .as_ref()
                 .map(|r| format!(" ({})", r.label))
                 .unwrap_or_default(),
+            how.describe(program.as_deref()),
         );
         Some(Event::Finding(Box::new(Finding {
-            ts,
-            pid: child.key.pid,
-            start_time: child.key.start_time,
-            kind: FindingKind::DaemonicSpawn,
-            summary,
-            process: sketch(child),
             parent_pid: Some(parent.key.pid),
             how: Some(how),
             program,
-            new_ppid: None,
-            dead_parent: None,
-            death: None,
-            orphaned_for_ns: None,
-            lineage: lineage(model, index),
+            // Why the parent is daemonic: that is what makes this spawn a finding.
             evidence: parent.class.daemonic.clone(),
-            identity: child.class.identity.clone(),
+            ..finding_about(model, index, FindingKind::DaemonicSpawn, ts, summary)
         })))
     }
 
@@ -396,49 +409,24 @@ impl Analyzer {
         if self.orphans.remove(&process.key) {
             let death = death(model, process, exit);
             let since = process.orphaned.as_ref().map_or(exit.ts, |o| o.ts);
+            let summary = format!(
+                "orphan {} exited after {} as an orphan: {}",
+                describe(&sketch(process)),
+                duration(exit.ts.saturating_sub(since)),
+                death.description
+            );
             out.push(Event::Finding(Box::new(Finding {
-                ts: exit.ts,
-                pid: process.key.pid,
-                start_time: process.key.start_time,
-                kind: FindingKind::OrphanExited,
-                summary: format!(
-                    "orphan {} exited after {} as an orphan: {}",
-                    describe(&sketch(process)),
-                    duration(exit.ts.saturating_sub(since)),
-                    death.description
-                ),
-                process: sketch(process),
-                parent_pid: None,
-                how: None,
-                program: None,
-                new_ppid: None,
-                dead_parent: None,
                 death: Some(death),
                 orphaned_for_ns: Some(exit.ts.saturating_sub(since)),
-                lineage: lineage(model, index),
-                evidence: process.class.daemonic.clone(),
-                identity: process.class.identity.clone(),
+                ..finding_about(model, index, FindingKind::OrphanExited, exit.ts, summary)
             })));
         }
         if exit.signal.is_some() && process.class.role.is_some() {
             let death = death(model, process, exit);
+            let summary = format!("{} was {}", describe(&sketch(process)), death.description);
             out.push(Event::Finding(Box::new(Finding {
-                ts: exit.ts,
-                pid: process.key.pid,
-                start_time: process.key.start_time,
-                kind: FindingKind::Killed,
-                summary: format!("{} was {}", describe(&sketch(process)), death.description),
-                process: sketch(process),
-                parent_pid: None,
-                how: None,
-                program: None,
-                new_ppid: None,
-                dead_parent: None,
                 death: Some(death),
-                orphaned_for_ns: None,
-                lineage: lineage(model, index),
-                evidence: process.class.daemonic.clone(),
-                identity: process.class.identity.clone(),
+                ..finding_about(model, index, FindingKind::Killed, exit.ts, summary)
             })));
         }
     }
@@ -562,22 +550,11 @@ impl Analyzer {
         }
         self.orphans.insert(orphan.key);
         out.push(Event::Finding(Box::new(Finding {
-            ts: reparent.ts,
-            pid: orphan.key.pid,
-            start_time: orphan.key.start_time,
-            kind: FindingKind::Orphaned,
-            summary,
-            process: sketch(orphan),
             parent_pid: Some(orphaning.parent.pid),
-            how: None,
-            program: None,
             new_ppid: Some(reparent.new_ppid),
             dead_parent: Some(dead_sketch),
             death: parent_death,
-            orphaned_for_ns: None,
-            lineage: lineage(model, index),
-            evidence: orphan.class.daemonic.clone(),
-            identity: orphan.class.identity.clone(),
+            ..finding_about(model, index, FindingKind::Orphaned, reparent.ts, summary)
         })));
     }
 

@@ -355,6 +355,20 @@ pub struct Finding {
     pub identity: Identity,
 }
 
+impl SpawnHow {
+    /// `fork without exec`, `exec of /usr/bin/sleep`, `a Python multiprocessing child ...`.
+    pub fn describe(self, program: Option<&str>) -> String {
+        match (self, program) {
+            (SpawnHow::Exec, Some(program)) => format!("exec of {program}"),
+            (SpawnHow::Exec, None) => "exec".to_owned(),
+            (SpawnHow::MultiprocessingSpawn, _) => {
+                "a Python multiprocessing child (spawn start method)".to_owned()
+            }
+            (SpawnHow::Fork, _) => "fork without exec".to_owned(),
+        }
+    }
+}
+
 /// Kernel records that did not fit in the ring buffer since the previous `lost` line.
 /// Not about one process: `pid` and `start_time` are 0.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -342,20 +342,16 @@ pub fn text(report: &Report) -> String {
                     plural(actor.spawns.len(), "child", "children")
                 );
                 for spawn in &actor.spawns {
-                    let how = match (&spawn.how, &spawn.program) {
-                        (Some(SpawnHow::Exec), Some(program)) => {
-                            format!("exec of {}", sanitize(program))
-                        }
-                        (Some(SpawnHow::MultiprocessingSpawn), _) => {
-                            "multiprocessing spawn".to_owned()
-                        }
-                        _ => "fork without exec".to_owned(),
-                    };
+                    let how = spawn
+                        .how
+                        .unwrap_or(SpawnHow::Fork)
+                        .describe(spawn.program.as_deref());
                     let _ = writeln!(
                         out,
-                        "      {} `{}` ({how})",
+                        "      {} `{}` ({})",
                         spawn.pid,
-                        sanitize(&spawn.process.title)
+                        sanitize(&spawn.process.title),
+                        sanitize(&how)
                     );
                 }
             }
