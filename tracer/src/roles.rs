@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
 
 /// The built-in rules.
@@ -111,7 +111,9 @@ pub struct RoleMatch {
 }
 
 impl Rule {
-    fn matches(&self, subject: &Subject, identity: &mut Identity) -> bool {
+    /// `title_matched`: the title regex (if any) is already known to match the subject's own
+    /// title; the other conditions are checked here.
+    fn matches(&self, subject: &Subject, title_matched: bool, identity: &mut Identity) -> bool {
         if self.forked && !(subject.forked && subject.title_inherited) {
             return false;
         }
@@ -133,9 +135,10 @@ impl Rule {
             }
             true
         };
-        // A title copied by fork is the parent's: it says nothing about this process.
-        let own_title = (!subject.title_inherited).then_some(subject.title);
-        if !(check(&self.title, own_title)
+        if self.title.is_some() && !title_matched {
+            return false;
+        }
+        if !(check(&self.title, Some(subject.title))
             && check(&self.comm, Some(subject.comm))
             && check(&self.program, subject.program))
         {
@@ -149,6 +152,11 @@ impl Rule {
 #[derive(Clone, Debug)]
 pub struct Rules {
     rules: Vec<Rule>,
+    /// Every rule's title regex, in one set: one pass over a title finds the rules worth
+    /// checking, where most processes match none.
+    titles: RegexSet,
+    /// For each rule, its index in `titles`.
+    title_index: Vec<Option<usize>>,
     /// The user file's text, recorded in traces so that replay classifies the same way.
     pub user_text: Option<String>,
 }
@@ -200,21 +208,36 @@ fn compile(source: &str, text: &str) -> Result<Vec<Rule>> {
 }
 
 impl Rules {
+    fn new(rules: Vec<Rule>, user_text: Option<String>) -> Result<Rules> {
+        let mut patterns = Vec::new();
+        let title_index = rules
+            .iter()
+            .map(|rule| {
+                rule.title.as_ref().map(|title| {
+                    patterns.push(title.as_str().to_owned());
+                    patterns.len() - 1
+                })
+            })
+            .collect();
+        let titles = RegexSet::new(&patterns).map_err(|e| anyhow!("rules: {e}"))?;
+        Ok(Rules {
+            rules,
+            titles,
+            title_index,
+            user_text,
+        })
+    }
+
     pub fn builtin() -> Rules {
-        Rules {
-            rules: compile("built-in rules", DEFAULT_RULES).expect("the built-in rules compile"),
-            user_text: None,
-        }
+        let rules = compile("built-in rules", DEFAULT_RULES).expect("the built-in rules compile");
+        Rules::new(rules, None).expect("the built-in rules compile")
     }
 
     /// The built-in rules, after a user's rules (given as text, from `source`).
     pub fn with_user_text(source: &str, text: &str) -> Result<Rules> {
         let mut rules = compile(source, text)?;
         rules.extend(Rules::builtin().rules);
-        Ok(Rules {
-            rules,
-            user_text: Some(text.to_owned()),
-        })
+        Rules::new(rules, Some(text.to_owned()))
     }
 
     /// The built-in rules, after the rules of a user file if one is given.
@@ -231,19 +254,29 @@ impl Rules {
 
     /// The role of the first rule that matches, and the identity its regexes captured.
     pub fn classify(&self, subject: &Subject) -> Option<(RoleMatch, Identity)> {
-        self.rules.iter().find_map(|rule| {
-            let mut identity = Identity::new();
-            rule.matches(subject, &mut identity).then(|| {
-                (
-                    RoleMatch {
-                        id: rule.id.clone(),
-                        label: rule.label.clone(),
-                        daemonic_root: rule.daemonic,
-                    },
-                    identity,
-                )
+        // A title copied by fork is the parent's: it says nothing about this process.
+        let hits = (!subject.title_inherited).then(|| self.titles.matches(subject.title));
+        self.rules
+            .iter()
+            .zip(&self.title_index)
+            .find_map(|(rule, index)| {
+                let title_matched = match (index, &hits) {
+                    (Some(index), Some(hits)) => hits.matched(*index),
+                    _ => false,
+                };
+                let mut identity = Identity::new();
+                rule.matches(subject, title_matched, &mut identity)
+                    .then(|| {
+                        (
+                            RoleMatch {
+                                id: rule.id.clone(),
+                                label: rule.label.clone(),
+                                daemonic_root: rule.daemonic,
+                            },
+                            identity,
+                        )
+                    })
             })
-        })
     }
 
     pub fn rules(&self) -> &[Rule] {
