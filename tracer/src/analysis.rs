@@ -570,7 +570,8 @@ impl Analyzer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Exec, ProcessStart, Rename, Signal, SignalResult, Snapshot};
+    use crate::event::{Signal, SignalResult};
+    use crate::fixtures::{self, key};
     use crate::ingest::Pipeline;
     use crate::report::FindingSink;
 
@@ -611,110 +612,47 @@ mod tests {
 
         fn snapshot(&mut self, pid: u32, ppid: u32, title: &str) {
             let ts = self.tick(1);
-            self.apply(Event::Snapshot(Snapshot {
-                ts,
-                pid,
-                start_time: pid as u64 * TICK,
-                ppid,
-                comm: title.chars().take(15).collect(),
-                cmdline: vec![title.to_owned()],
-                cmdline_truncated: false,
-                uid: 0,
-                pgid: pid,
-                sid: pid,
-                kernel_thread: false,
-            }));
+            // One argument: these titles are setproctitle titles, spaces and all.
+            let Event::Snapshot(mut snapshot) =
+                fixtures::snapshot(ts, key(pid, pid as u64 * TICK), ppid, title)
+            else {
+                unreachable!()
+            };
+            snapshot.cmdline = vec![title.to_owned()];
+            self.apply(Event::Snapshot(snapshot));
         }
 
         fn fork(&mut self, pid: u32, parent: u32) {
             let ts = self.tick(1);
             let parent = self.key(parent);
-            self.apply(Event::ProcessStart(ProcessStart {
-                ts,
-                pid,
-                start_time: ts,
-                ppid: parent.pid,
-                parent_start_time: parent.start_time,
-                tid: parent.pid,
-                caller_pid: parent.pid,
-                comm: "python3".into(),
-                uid: 0,
-                pgid: parent.pid,
-                sid: 1,
-                cgroup_id: 0,
-            }));
+            self.apply(fixtures::fork(ts, key(pid, ts), parent, "python3"));
         }
 
         fn rename(&mut self, pid: u32, title: &str) {
             let ts = self.tick(1);
-            let key = self.key(pid);
-            self.apply(Event::Rename(Rename {
-                ts,
-                pid,
-                start_time: key.start_time,
-                comm: title.chars().take(15).collect(),
-                cmdline: Some(vec![title.to_owned()]),
-                cmdline_truncated: false,
-                pgid: pid,
-                sid: 1,
-            }));
+            let process = self.key(pid);
+            self.apply(fixtures::rename(ts, process, title));
         }
 
         fn exec(&mut self, pid: u32, argv: &[&str]) {
             let ts = self.tick(1);
             let process = self.pipeline.model.live(pid).unwrap();
-            let (key, ppid) = (process.key, process.ppid);
-            self.apply(Event::Exec(Exec {
-                ts,
-                pid,
-                start_time: key.start_time,
-                ppid,
-                old_pid: pid,
-                filename: format!("/usr/bin/{}", argv[0]),
-                filename_truncated: false,
-                cmdline: argv.iter().map(|a| a.to_string()).collect(),
-                cmdline_truncated: false,
-                comm: argv[0].into(),
-                uid: 0,
-                pgid: pid,
-                sid: 1,
-            }));
+            let (process, ppid) = (process.key, process.ppid);
+            let filename = format!("/usr/bin/{}", argv[0]);
+            self.apply(fixtures::exec(ts, process, ppid, &filename, argv));
         }
 
         fn signal(&mut self, target: u32, sender: u32, sig: i32, after_ms: u64) {
             let ts = self.tick(after_ms);
             let (target, sender) = (self.key(target), self.key(sender));
-            self.apply(Event::Signal(Signal {
-                ts,
-                pid: target.pid,
-                start_time: target.start_time,
-                target_pid: target.pid,
-                sender_pid: sender.pid,
-                sender_start_time: sender.start_time,
-                sender_comm: "sender".into(),
-                sig,
-                code: 0,
-                result: SignalResult::Delivered,
-            }));
+            self.apply(fixtures::signal(ts, target, sender, sig));
         }
 
         fn exit(&mut self, pid: u32, code: Option<i32>, signal: Option<i32>) {
             let ts = self.tick(1);
             let process = self.pipeline.model.live(pid).unwrap();
-            let (key, ppid) = (process.key, process.ppid);
-            self.apply(Event::Exit(Exit {
-                ts,
-                pid,
-                start_time: key.start_time,
-                ppid,
-                exit_code: code,
-                signal,
-                core_dumped: false,
-                reaper_pid: 1,
-                pgid: pid,
-                sid: 1,
-                comm: "x".into(),
-            }));
+            let (process, ppid) = (process.key, process.ppid);
+            self.apply(fixtures::exit(ts, process, ppid, (code, signal), 1));
         }
 
         fn findings(&self, kind: FindingKind) -> Vec<&Finding> {

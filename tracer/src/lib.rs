@@ -10,6 +10,8 @@ pub mod analysis;
 pub mod cli;
 pub mod doctor;
 pub mod event;
+#[cfg(test)]
+mod fixtures;
 pub mod host;
 pub mod ingest;
 pub mod kernel;

@@ -897,75 +897,23 @@ mod tests {
 
     const TICK: u64 = 10_000_000;
 
-    fn key(pid: u32, start_time: u64) -> ProcessKey {
-        ProcessKey { pid, start_time }
-    }
+    use crate::fixtures::key;
 
     fn snapshot(pid: u32, ppid: u32, start_time: u64, comm: &str) -> Event {
-        Event::Snapshot(Snapshot {
-            ts: 1,
-            pid,
-            start_time,
-            ppid,
-            comm: comm.into(),
-            cmdline: vec![comm.into()],
-            cmdline_truncated: false,
-            uid: 0,
-            pgid: pid,
-            sid: pid,
-            kernel_thread: false,
-        })
+        crate::fixtures::snapshot(1, key(pid, start_time), ppid, comm)
     }
 
     fn fork(ts: u64, pid: u32, start: u64, parent: ProcessKey) -> Event {
-        Event::ProcessStart(ProcessStart {
-            ts,
-            pid,
-            start_time: start,
-            ppid: parent.pid,
-            parent_start_time: parent.start_time,
-            tid: parent.pid,
-            caller_pid: parent.pid,
-            comm: "worker".into(),
-            uid: 0,
-            pgid: parent.pid,
-            sid: parent.pid,
-            cgroup_id: 1,
-        })
+        crate::fixtures::fork(ts, key(pid, start), parent, "worker")
     }
 
     fn exec(ts: u64, pid: u32, start: u64, ppid: u32, program: &str) -> Event {
-        Event::Exec(Exec {
-            ts,
-            pid,
-            start_time: start,
-            ppid,
-            old_pid: pid,
-            filename: format!("/bin/{program}"),
-            filename_truncated: false,
-            cmdline: vec![program.into(), "--flag".into()],
-            cmdline_truncated: false,
-            comm: program.into(),
-            uid: 0,
-            pgid: pid,
-            sid: pid,
-        })
+        let filename = format!("/bin/{program}");
+        crate::fixtures::exec(ts, key(pid, start), ppid, &filename, &[program, "--flag"])
     }
 
     fn exit(ts: u64, process: ProcessKey, ppid: u32, reaper: u32) -> Event {
-        Event::Exit(Exit {
-            ts,
-            pid: process.pid,
-            start_time: process.start_time,
-            ppid,
-            exit_code: Some(0),
-            signal: None,
-            core_dumped: false,
-            reaper_pid: reaper,
-            pgid: process.pid,
-            sid: 1,
-            comm: "worker".into(),
-        })
+        crate::fixtures::exit(ts, process, ppid, (Some(0), None), reaper)
     }
 
     fn apply_all(model: &mut Model, events: &[Event]) -> Vec<Event> {
@@ -1322,16 +1270,7 @@ mod tests {
                     1 | 2 => fork(ts, pid, start, parent),
                     3 => exec(ts, pid, start, ppid, "prog"),
                     4 | 5 => exit(ts, key(pid, start), ppid, next(10) as u32),
-                    6 => Event::Rename(Rename {
-                        ts,
-                        pid,
-                        start_time: start,
-                        comm: "title".into(),
-                        cmdline: Some(vec!["title".into()]),
-                        cmdline_truncated: false,
-                        pgid: pid,
-                        sid: 1,
-                    }),
+                    6 => crate::fixtures::rename(ts, key(pid, start), "title"),
                     7 => Event::Reparent(Reparent {
                         ts,
                         pid,
@@ -1340,18 +1279,7 @@ mod tests {
                         new_ppid: next(10) as u32,
                         source: ReparentSource::Procfs,
                     }),
-                    _ => Event::Signal(Signal {
-                        ts,
-                        pid,
-                        start_time: start,
-                        target_pid: pid,
-                        sender_pid: ppid,
-                        sender_start_time: 0,
-                        sender_comm: "kill".into(),
-                        sig: 9,
-                        code: 0,
-                        result: crate::event::SignalResult::Delivered,
-                    }),
+                    _ => crate::fixtures::signal(ts, key(pid, start), key(ppid, 0), 9),
                 };
                 model.apply(&event, &mut derived);
                 model.check_invariants();

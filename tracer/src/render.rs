@@ -342,22 +342,15 @@ pub fn status_line(model: &Model, status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Exit, ProcessStart, Snapshot};
+    use crate::fixtures::{self, key};
 
     fn snapshot(pid: u32, ppid: u32, cmdline: &str) -> Event {
-        Event::Snapshot(Snapshot {
-            ts: 1_000_000_000,
-            pid,
-            start_time: pid as u64 * 10_000_000,
+        fixtures::snapshot(
+            1_000_000_000,
+            key(pid, pid as u64 * 10_000_000),
             ppid,
-            comm: cmdline.split(' ').next().unwrap().into(),
-            cmdline: cmdline.split(' ').map(String::from).collect(),
-            cmdline_truncated: false,
-            uid: 0,
-            pgid: pid,
-            sid: pid,
-            kernel_thread: ppid == 2 || pid == 2,
-        })
+            cmdline,
+        )
     }
 
     fn model() -> Model {
@@ -372,47 +365,25 @@ mod tests {
             snapshot(12, 11, "sleep 100"),
             snapshot(13, 10, "bash\x1b]0;pwned\x07"),
             snapshot(20, 1, "celery"),
-            Event::ProcessStart(ProcessStart {
-                ts: 2_000_000_000,
-                pid: 21,
-                start_time: 2_000_000_000,
-                ppid: 20,
-                parent_start_time: 200_000_000,
-                tid: 20,
-                caller_pid: 20,
-                comm: "celery".into(),
-                uid: 0,
-                pgid: 20,
-                sid: 20,
-                cgroup_id: 0,
-            }),
-            Event::ProcessStart(ProcessStart {
-                ts: 2_100_000_000,
-                pid: 22,
-                start_time: 2_100_000_000,
-                ppid: 21,
-                parent_start_time: 2_000_000_000,
-                tid: 21,
-                caller_pid: 21,
-                comm: "celery".into(),
-                uid: 0,
-                pgid: 20,
-                sid: 20,
-                cgroup_id: 0,
-            }),
-            Event::Exit(Exit {
-                ts: 5_000_000_000,
-                pid: 21,
-                start_time: 2_000_000_000,
-                ppid: 20,
-                exit_code: None,
-                signal: Some(9),
-                core_dumped: false,
-                reaper_pid: 1,
-                pgid: 20,
-                sid: 20,
-                comm: "celery".into(),
-            }),
+            fixtures::fork(
+                2_000_000_000,
+                key(21, 2_000_000_000),
+                key(20, 200_000_000),
+                "celery",
+            ),
+            fixtures::fork(
+                2_100_000_000,
+                key(22, 2_100_000_000),
+                key(21, 2_000_000_000),
+                "celery",
+            ),
+            fixtures::exit(
+                5_000_000_000,
+                key(21, 2_000_000_000),
+                20,
+                (None, Some(9)),
+                1,
+            ),
         ] {
             model.apply(&event, &mut derived);
         }
