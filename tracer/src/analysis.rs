@@ -570,7 +570,6 @@ impl Analyzer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Signal, SignalResult};
     use crate::fixtures::{self, key};
     use crate::ingest::Pipeline;
     use crate::report::FindingSink;
@@ -896,18 +895,7 @@ mod tests {
                 start_time: 600 * TICK,
             },
         );
-        host.apply(Event::Signal(Signal {
-            ts,
-            pid: target.pid,
-            start_time: target.start_time,
-            target_pid: target.pid,
-            sender_pid: sender.pid,
-            sender_start_time: sender.start_time,
-            sender_comm: "celery".into(),
-            sig: 9,
-            code: 0,
-            result: SignalResult::Delivered,
-        }));
+        host.apply(fixtures::signal(ts, target, sender, 9));
         host.exit(601, None, Some(9));
         let killed = host.findings(FindingKind::Killed);
         let worker = killed.iter().find(|f| f.pid == 601).unwrap();
