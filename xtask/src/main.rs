@@ -91,20 +91,20 @@ fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
-fn cargo_home_bin() -> PathBuf {
+/// Where `cargo install` puts programs; None when neither CARGO_HOME nor HOME says.
+fn cargo_home_bin() -> Option<PathBuf> {
     env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))
-        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
-        .join("bin")
+        .map(|home| home.join("bin"))
 }
 
 /// PATH with cargo's bin directory first: rustc finds `bpf-linker` there.
 fn tool_path() -> OsString {
     let first = cargo_home_bin();
-    let mut paths = vec![first.clone()];
+    let mut paths: Vec<PathBuf> = first.iter().cloned().collect();
     if let Some(path) = env::var_os("PATH") {
-        paths.extend(env::split_paths(&path).filter(|p| *p != first));
+        paths.extend(env::split_paths(&path).filter(|p| Some(p) != first.as_ref()));
     }
     env::join_paths(paths).expect("PATH entries are joinable")
 }
@@ -249,7 +249,7 @@ fn ensure_test_stacks() -> Result<PathBuf> {
 }
 
 fn ensure_bpf_linker() -> Result<()> {
-    let linker = cargo_home_bin().join("bpf-linker");
+    let linker = cargo_home_bin().map_or_else(|| "bpf-linker".into(), |bin| bin.join("bpf-linker"));
     if output(Command::new(&linker).arg("--version"))
         .is_some_and(|v| v.contains(BPF_LINKER_VERSION))
     {

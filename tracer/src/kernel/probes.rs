@@ -135,7 +135,6 @@ impl Probes {
         // lives, and always reports that same fd; the AsyncFd owns the ring buffer.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| anyhow!("cannot watch the ring buffer: {e}"))?;
-        unsafe { libc::malloc_trim(0) };
         Ok(Probes {
             ring,
             lost,
