@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::{
-    Held, Recording, TRACER, Trace, capture_in_process, kernel_test, pid, wait_bounded, workload,
+    Held, Recording, TRACER, Trace, capture_in_process, kernel_test, pid, proc_stat, wait_bounded,
+    workload,
 };
 use tracer::event::{Event, ReparentSource, SignalResult};
 use tracer::kernel::ExitProbe;
@@ -492,14 +493,8 @@ fn record_then_replay_rebuilds_the_live_tree() {
         let process = live
             .live(p)
             .unwrap_or_else(|| panic!("{field} {p} is live"));
-        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
-        let ppid: u32 = stat[stat.rfind(')').unwrap() + 1..]
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(process.ppid, ppid, "{field}");
+        let stat = proc_stat(p).unwrap_or_else(|| panic!("{field} {p} is in /proc"));
+        assert_eq!(process.ppid, stat.ppid, "{field}");
     }
     held.release();
 }

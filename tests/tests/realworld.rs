@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Recording, TRACER, Trace, kernel_test, wait_bounded};
+use support::{Recording, TRACER, Trace, kernel_test, proc_stat, wait_bounded};
 use tracer::event::{FindingKind, SpawnHow};
 
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
@@ -49,14 +49,9 @@ fn session_members(sid: i32) -> Vec<i32> {
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            let fields: Vec<&str> = stat[stat.rfind(')').unwrap_or(0) + 1..]
-                .split_whitespace()
-                .collect();
-            fields.first() != Some(&"Z") && fields.get(3) == Some(&sid.to_string().as_str())
+        .filter(|&pid| {
+            proc_stat(pid as u32)
+                .is_some_and(|stat| stat.state != 'Z' && stat.session == sid as u32)
         })
         .collect()
 }
@@ -521,6 +516,7 @@ fn airflow(new_interpreter: bool, kill_supervisor: bool) -> (Trace, Value) {
     }
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(&task_report).unwrap()).unwrap();
+    println!("task report: {report}");
     if kill_supervisor {
         let (runner, supervisor) = (pid_of(&report["task_pid"]), pid_of(&report["task_ppid"]));
         nix::sys::signal::kill(
@@ -529,9 +525,7 @@ fn airflow(new_interpreter: bool, kill_supervisor: bool) -> (Trace, Value) {
         )
         .unwrap();
         // The runner is reparented as the supervisor's exit completes.
-        let stat =
-            |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        while stat(runner).split_whitespace().nth(3) == Some(&supervisor.to_string()) {
+        while proc_stat(runner).is_some_and(|stat| stat.ppid == supervisor) {
             assert!(Instant::now() < deadline, "the runner was never reparented");
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -48,6 +48,11 @@ pub fn kernel_test() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// `/proc/PID/stat` parsed the way the tracer parses it (a comm may hold spaces).
+pub fn proc_stat(pid: u32) -> Option<tracer::procfs::Stat> {
+    tracer::procfs::parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
 /// Waits for a child with a deadline; kills it and panics past the deadline.
 pub fn wait_bounded(child: &mut Child, timeout: Duration, what: &str) -> std::process::ExitStatus {
     let deadline = Instant::now() + timeout;
@@ -271,6 +276,25 @@ impl Trace {
             "expected exactly one {what}, found {found:#?}"
         );
         found[0]
+    }
+}
+
+/// A failed test keeps its trace for the postmortem (the temporary directory would go).
+impl Drop for Trace {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        if let Some((path, _)) = &self.file {
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("test")
+                .replace("::", "-");
+            let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{test}.jsonl"));
+            if std::fs::copy(path, &kept).is_ok() {
+                eprintln!("trace kept at {}", kept.display());
+            }
+        }
     }
 }
 
