@@ -145,44 +145,118 @@ fn report_tells_who_killed_the_worker_and_what_it_left() {
     );
 }
 
+/// The commands that read a trace file.
+const READERS: [&[&str]; 3] = [&["replay"], &["replay", "--json"], &["report"]];
+
 #[test]
 fn bad_trace_files_are_one_line_errors_naming_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.jsonl");
-    assert_one_line_error(
-        &tracer(&["replay", missing.to_str().unwrap()]),
-        "cannot open trace",
-    );
-
-    let garbage = write(dir.path(), "garbage.jsonl", "\u{7f}ELF garbage\n");
-    assert_one_line_error(
-        &tracer(&["replay", &garbage]),
-        "garbage.jsonl:1: not a trace header",
-    );
-
-    let empty = write(dir.path(), "empty.jsonl", "");
-    assert_one_line_error(&tracer(&["replay", &empty]), "empty file");
-
-    let future = write(
-        dir.path(),
-        "future.jsonl",
-        &format!("{}\n", HEADER.replace(r#""version":1"#, r#""version":7"#)),
-    );
-    assert_one_line_error(&tracer(&["replay", &future]), "version 7 is not supported");
-
     let mut lines: Vec<String> = incident().lines().map(String::from).collect();
     lines[3] = lines[3].replace(r#""ppid":100"#, r#""ppid":"one hundred""#);
-    let wrong_type = write(dir.path(), "wrong.jsonl", &(lines.join("\n") + "\n"));
-    assert_one_line_error(&tracer(&["replay", &wrong_type]), "wrong.jsonl:4: ");
+    let cases = [
+        (missing.to_str().unwrap().to_owned(), "cannot open trace"),
+        (
+            write(dir.path(), "garbage.jsonl", "\u{7f}ELF garbage\n"),
+            "garbage.jsonl:1: not a trace header",
+        ),
+        (write(dir.path(), "empty.jsonl", ""), "empty file"),
+        (
+            write(dir.path(), "cut.jsonl", &HEADER[..30]),
+            "cut.jsonl: no complete header line (30 bytes",
+        ),
+        (
+            write(
+                dir.path(),
+                "future.jsonl",
+                &format!("{}\n", HEADER.replace(r#""version":1"#, r#""version":7"#)),
+            ),
+            "version 7 is not supported",
+        ),
+        (
+            write(dir.path(), "wrong.jsonl", &(lines.join("\n") + "\n")),
+            "wrong.jsonl:4: invalid type",
+        ),
+        (
+            write(
+                dir.path(),
+                "unknown.jsonl",
+                &format!("{HEADER}\n{{\"event\":\"teleport\",\"ts\":1}}\n"),
+            ),
+            "unknown.jsonl:2: unknown variant",
+        ),
+    ];
+    for reader in READERS {
+        for (path, needle) in &cases {
+            let args: Vec<&str> = reader.iter().copied().chain([path.as_str()]).collect();
+            assert_one_line_error(&tracer(&args), needle);
+        }
+    }
+}
 
-    let unknown = write(
-        dir.path(),
-        "unknown.jsonl",
-        &format!("{HEADER}\n{{\"event\":\"teleport\",\"ts\":1}}\n"),
+#[test]
+fn a_hundred_mib_line_is_refused_or_skipped_without_holding_it() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.jsonl");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut lines = incident().lines().map(String::from).collect::<Vec<_>>();
+    let tail = lines.split_off(5);
+    for line in &lines {
+        writeln!(file, "{line}").unwrap();
+    }
+    write!(file, "{{\"event\":\"rename\",\"comm\":\"").unwrap();
+    let block = vec![b'A'; 1 << 20];
+    for _ in 0..100 {
+        file.write_all(&block).unwrap();
+    }
+    writeln!(file, "\"}}").unwrap();
+    for line in &tail {
+        writeln!(file, "{line}").unwrap();
+    }
+    drop(file);
+    let path = path.to_str().unwrap();
+    for reader in READERS {
+        let args: Vec<&str> = reader.iter().copied().chain([path]).collect();
+        assert_one_line_error(
+            &tracer(&args),
+            "huge.jsonl:6: line is longer than 1048576 bytes",
+        );
+    }
+
+    // Leniently, the line is skipped and counted and the rest replays: the orphan is there.
+    let output = tracer(&["replay", "--lenient", path]);
+    let (out, err) = (String::from_utf8_lossy(&output.stdout), stderr(&output));
+    assert!(output.status.success(), "{err}");
+    assert!(
+        err.contains("skipped 1 bad lines of") && err.contains("huge.jsonl:6: line is longer"),
+        "{err}"
     );
-    assert_one_line_error(
-        &tracer(&["replay", &unknown]),
-        "unknown.jsonl:2: unknown variant",
+    assert!(out.contains("1 orphaned"), "{out}");
+    let output = tracer(&["report", "--lenient", path]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("skipped 1 bad lines"));
+}
+
+#[test]
+fn lenient_reading_skips_each_bad_line_and_says_how_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines: Vec<String> = incident().lines().map(String::from).collect();
+    lines.insert(4, "garbage".into());
+    lines.insert(2, r#"{"event":"exit","ts":"soon"}"#.into());
+    let path = write(dir.path(), "bad.jsonl", &(lines.join("\n") + "\n"));
+    assert_one_line_error(&tracer(&["replay", &path]), "bad.jsonl:3: ");
+    let output = tracer(&["report", "--json", "--lenient", &path]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["totals"]["orphans"], 1, "{report}");
+    let notes = report["read_notes"].as_array().unwrap();
+    assert!(
+        notes[0]
+            .as_str()
+            .unwrap()
+            .starts_with("skipped 2 bad lines"),
+        "{notes:?}"
     );
 }
 

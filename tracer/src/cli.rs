@@ -51,6 +51,8 @@ enum Command {
         /// The report as JSON, for machines.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        read: ReadArgs,
     },
     /// Print the effective role rules (built-in, after those of --rules FILE).
     Rules {
@@ -91,7 +93,17 @@ enum Command {
         /// Print every process the model holds (live and exited ancestors) as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        read: ReadArgs,
     },
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+struct ReadArgs {
+    /// Skip the lines of the trace that are not valid events (and say how many), instead of
+    /// stopping at the first.
+    #[arg(long)]
+    lenient: bool,
 }
 
 #[derive(Args, Debug)]
@@ -253,6 +265,7 @@ fn replay_command(
     at: Option<&str>,
     kernel_threads: bool,
     json: bool,
+    read: ReadArgs,
 ) -> Result<()> {
     let until = match at {
         Some(text) => {
@@ -262,14 +275,11 @@ fn replay_command(
         None => None,
     };
     let rules = rules.map(|path| Rules::load(Some(path))).transpose()?;
-    let (pipeline, header, summary) = replay::replay(file, until, rules, NullSink)?;
+    let (pipeline, header, summary) =
+        replay::replay_with(file, until, read.lenient, rules, NullSink)?;
     let model = &pipeline.model;
-    if summary.trailing_bytes > 0 {
-        eprintln!(
-            "tracer: ignored {} bytes of a torn last line in {}",
-            summary.trailing_bytes,
-            file.display()
-        );
+    for note in replay::read_notes(file, &summary) {
+        eprintln!("tracer: {note}");
     }
     if json {
         let out = serde_json::to_string_pretty(&model.view()).context("cannot encode the tree")?;
@@ -328,9 +338,17 @@ async fn doctor_command() -> Result<()> {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Doctor => doctor_command().await,
-        Command::Report { file, rules, json } => {
+        Command::Report {
+            file,
+            rules,
+            json,
+            read,
+        } => {
             let rules = rules.map(|path| Rules::load(Some(&path))).transpose()?;
-            let report = crate::report::build(&file, rules)?;
+            let report = crate::report::build(&file, read.lenient, rules)?;
+            for note in &report.read_notes {
+                eprintln!("tracer: {note}");
+            }
             if json {
                 let out =
                     serde_json::to_string_pretty(&report).context("cannot encode the report")?;
@@ -356,7 +374,15 @@ async fn run(cli: Cli) -> Result<()> {
             at,
             kernel_threads,
             json,
-        } => replay_command(&file, rules.as_deref(), at.as_deref(), kernel_threads, json),
+            read,
+        } => replay_command(
+            &file,
+            rules.as_deref(),
+            at.as_deref(),
+            kernel_threads,
+            json,
+            read,
+        ),
     }
 }
 

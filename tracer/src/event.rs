@@ -455,16 +455,26 @@ pub fn split_args(area: &[u8]) -> Vec<String> {
     if end == 0 {
         return Vec::new();
     }
-    area[..end]
-        .split(|&b| b == 0)
-        .map(|arg| String::from_utf8_lossy(arg).into_owned())
-        .collect()
+    area[..end].split(|&b| b == 0).map(text_of).collect()
+}
+
+/// Bytes from a process (comm, argv, paths) as text. Invalid UTF-8 stays visible and
+/// recoverable as `\xNN` escapes instead of collapsing into U+FFFD.
+pub fn text_of(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            text.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    text
 }
 
 /// A NUL-terminated kernel string (comm, path) as text.
 pub fn c_string(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
+    text_of(&bytes[..end])
 }
 
 #[cfg(test)]
@@ -507,7 +517,8 @@ mod tests {
         assert_eq!(split_args(b"[celeryd: w1]\0\0\0\0"), ["[celeryd: w1]"]);
         assert_eq!(split_args(b"a\0\0b\0"), ["a", "", "b"]);
         assert!(split_args(b"\0\0").is_empty());
-        assert_eq!(split_args(b"bad\xff"), ["bad\u{fffd}"]);
+        assert_eq!(split_args(b"bad\xff"), ["bad\\xff"]);
+        assert_eq!(text_of(b"caf\xc3\xa9 \xc3("), "caf\u{e9} \\xc3(");
         assert_eq!(c_string(b"bash\0\0junk"), "bash");
     }
 }

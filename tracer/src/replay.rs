@@ -2,15 +2,13 @@
 
 use std::path::Path;
 
-use anyhow::Result;
-
-use anyhow::anyhow;
+use anyhow::{Result, anyhow};
 
 use crate::analysis::Analyzer;
 use crate::ingest::{Pipeline, Sink, Status};
 use crate::model::Model;
 use crate::roles::Rules;
-use crate::trace::{TraceHeader, TraceReader};
+use crate::trace::{Skipped, TraceHeader, TraceReader};
 
 #[derive(Clone, Debug, Default)]
 pub struct ReplaySummary {
@@ -21,6 +19,8 @@ pub struct ReplaySummary {
     pub derived: u64,
     /// Bytes of a torn last line (the recorder was killed mid-write).
     pub trailing_bytes: usize,
+    /// Lines a lenient read skipped.
+    pub bad_lines: Skipped,
     pub last_ts: u64,
 }
 
@@ -45,7 +45,19 @@ pub fn replay<S: Sink>(
     rules: Option<Rules>,
     sink: S,
 ) -> Result<(Pipeline<S>, TraceHeader, ReplaySummary)> {
-    let (header, mut reader) = TraceReader::open(path)?;
+    replay_with(path, until, false, rules, sink)
+}
+
+/// [`replay`], skipping (and counting) bad lines when `lenient`.
+pub fn replay_with<S: Sink>(
+    path: &Path,
+    until: Option<u64>,
+    lenient: bool,
+    rules: Option<Rules>,
+    sink: S,
+) -> Result<(Pipeline<S>, TraceHeader, ReplaySummary)> {
+    let (header, reader) = TraceReader::open(path)?;
+    let mut reader = reader.lenient(lenient);
     let rules = rules_for(&header, path, rules)?;
     let mut pipeline = Pipeline::new(Model::new(header.clock_tick_ns), Analyzer::new(rules), sink);
     pipeline.sink.header(&header)?;
@@ -65,6 +77,7 @@ pub fn replay<S: Sink>(
         pipeline.apply(&event)?;
     }
     summary.trailing_bytes = reader.trailing_bytes;
+    summary.bad_lines = reader.skipped.clone();
     pipeline.finish_analysis()?;
     let status = Status {
         started_ts: header.ts,
@@ -75,6 +88,26 @@ pub fn replay<S: Sink>(
     };
     pipeline.sink.finish(&pipeline.model, &status)?;
     Ok((pipeline, header, summary))
+}
+
+/// What a replay could not use, for stderr: a torn last line, skipped bad lines.
+pub fn read_notes(path: &Path, summary: &ReplaySummary) -> Vec<String> {
+    let mut notes = Vec::new();
+    if summary.trailing_bytes > 0 {
+        notes.push(format!(
+            "ignored {} bytes of a torn last line in {} (the recorder stopped mid-write)",
+            summary.trailing_bytes,
+            path.display()
+        ));
+    }
+    if let Some(first) = &summary.bad_lines.first {
+        notes.push(format!(
+            "skipped {} bad lines of {} (the first: {first})",
+            summary.bad_lines.lines,
+            path.display()
+        ));
+    }
+    notes
 }
 
 /// Parses `--at`: nanoseconds since boot (`1234567890`), or a time from the start of the

@@ -12,7 +12,7 @@ use crate::event::{Event, Finding, FindingKind, ProcessKey, ProcessSketch, Spawn
 use crate::ingest::{Sink, Status};
 use crate::model::Model;
 use crate::render::duration;
-use crate::replay::replay;
+use crate::replay::{read_notes, replay_with};
 use crate::roles::{Identity, Rules};
 use crate::sanitize::sanitize;
 use crate::trace::TraceHeader;
@@ -146,6 +146,9 @@ pub struct Report {
     pub started: String,
     pub duration_ns: u64,
     pub lost: u64,
+    /// What the read left out: a torn last line, bad lines skipped by `--lenient`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub read_notes: Vec<String>,
     pub totals: Totals,
     pub groups: Vec<Group>,
 }
@@ -262,8 +265,9 @@ pub fn group(findings: &[Finding]) -> (Vec<Group>, Totals) {
 }
 
 /// Replays `path` and builds its report.
-pub fn build(path: &Path, rules: Option<Rules>) -> Result<Report> {
-    let (pipeline, header, summary) = replay(path, None, rules, FindingSink::default())?;
+pub fn build(path: &Path, lenient: bool, rules: Option<Rules>) -> Result<Report> {
+    let (pipeline, header, summary) =
+        replay_with(path, None, lenient, rules, FindingSink::default())?;
     let (groups, totals) = group(&pipeline.sink.findings);
     Ok(Report {
         clock_base: (header.ts, header.wall_clock_ns),
@@ -273,6 +277,7 @@ pub fn build(path: &Path, rules: Option<Rules>) -> Result<Report> {
         started: utc(header.wall_clock_ns),
         duration_ns: summary.last_ts.saturating_sub(header.ts),
         lost: pipeline.model.stats.lost.total(),
+        read_notes: read_notes(path, &summary),
         totals,
         groups,
     })

@@ -156,6 +156,23 @@ pub struct TraceReader<R> {
     /// Bytes after the last newline that did not form a complete line (a crash mid-write).
     pub trailing_bytes: usize,
     done: bool,
+    lenient: bool,
+    /// Lines skipped in lenient mode, and the first problem met.
+    pub skipped: Skipped,
+}
+
+/// What a lenient reader left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Skipped {
+    pub lines: u64,
+    /// `FILE:LINE: problem` of the first skipped line.
+    pub first: Option<String>,
+}
+
+/// A line the reader could not use; `next_line` reports it, the caller decides.
+enum LineError {
+    TooLong,
+    Io(std::io::Error),
 }
 
 impl TraceReader<BufReader<File>> {
@@ -175,10 +192,19 @@ impl<R: BufRead> TraceReader<R> {
             buffer: Vec::new(),
             trailing_bytes: 0,
             done: false,
+            lenient: false,
+            skipped: Skipped::default(),
         };
-        let first = reader
-            .next_line()?
-            .ok_or_else(|| anyhow!("{}: empty file, not a trace", reader.name))?;
+        let first = match reader.next_line() {
+            Ok(Some(line)) => line,
+            Ok(None) if reader.trailing_bytes > 0 => bail!(
+                "{}: no complete header line ({} bytes, cut short): not a trace, or truncated",
+                reader.name,
+                reader.trailing_bytes
+            ),
+            Ok(None) => bail!("{}: empty file, not a trace", reader.name),
+            Err(error) => return Err(reader.line_error(error)),
+        };
         let header: TraceHeader = serde_json::from_slice(&first)
             .map_err(|e| anyhow!("{}:1: not a trace header ({e})", reader.name))?;
         if header.format != FORMAT {
@@ -198,8 +224,16 @@ impl<R: BufRead> TraceReader<R> {
         Ok((header, reader))
     }
 
-    /// The next complete line, without its newline.
-    fn next_line(&mut self) -> Result<Option<Vec<u8>>> {
+    /// Skips lines that are not valid events (counting them in [`TraceReader::skipped`])
+    /// instead of failing at the first one. A bad header is still an error.
+    pub fn lenient(mut self, lenient: bool) -> Self {
+        self.lenient = lenient;
+        self
+    }
+
+    /// The next complete line, without its newline. An overlong line is consumed (never held
+    /// in memory whole) and reported.
+    fn next_line(&mut self) -> Result<Option<Vec<u8>>, LineError> {
         if self.done {
             return Ok(None);
         }
@@ -207,26 +241,69 @@ impl<R: BufRead> TraceReader<R> {
         let read = (&mut self.input)
             .take(MAX_LINE as u64 + 1)
             .read_until(b'\n', &mut self.buffer)
-            .map_err(|e| anyhow!("{}:{}: {e}", self.name, self.line + 1))?;
+            .map_err(LineError::Io)?;
         if read == 0 {
             self.done = true;
             return Ok(None);
         }
         self.line += 1;
         if self.buffer.last() != Some(&b'\n') {
-            self.done = true;
             if self.buffer.len() > MAX_LINE {
-                bail!(
-                    "{}:{}: line is longer than {MAX_LINE} bytes",
-                    self.name,
-                    self.line
-                );
+                self.buffer.clear();
+                self.skip_rest_of_line().map_err(LineError::Io)?;
+                return Err(LineError::TooLong);
             }
+            self.done = true;
             self.trailing_bytes = self.buffer.len();
             return Ok(None);
         }
         self.buffer.pop();
         Ok(Some(std::mem::take(&mut self.buffer)))
+    }
+
+    /// Reads up to and including the next newline, keeping nothing.
+    fn skip_rest_of_line(&mut self) -> std::io::Result<()> {
+        loop {
+            let available = self.input.fill_buf()?;
+            if available.is_empty() {
+                self.done = true;
+                return Ok(());
+            }
+            match available.iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    self.input.consume(end + 1);
+                    return Ok(());
+                }
+                None => {
+                    let len = available.len();
+                    self.input.consume(len);
+                }
+            }
+        }
+    }
+
+    fn line_error(&self, error: LineError) -> anyhow::Error {
+        match error {
+            LineError::TooLong => anyhow!(
+                "{}:{}: line is longer than {MAX_LINE} bytes",
+                self.name,
+                self.line
+            ),
+            LineError::Io(error) => anyhow!("{}:{}: {error}", self.name, self.line + 1),
+        }
+    }
+
+    /// In lenient mode, counts a bad line and says to go on; otherwise it is the error.
+    fn skip_or_fail(&mut self, problem: anyhow::Error) -> Option<anyhow::Error> {
+        if !self.lenient {
+            self.done = true;
+            return Some(anyhow!("{problem} (--lenient skips bad lines)"));
+        }
+        self.skipped.lines += 1;
+        self.skipped
+            .first
+            .get_or_insert_with(|| problem.to_string());
+        None
     }
 
     /// The line number of the last line read (1 is the header).
@@ -243,15 +320,24 @@ impl<R: BufRead> Iterator for TraceReader<R> {
     type Item = Result<Event>;
 
     fn next(&mut self) -> Option<Result<Event>> {
-        match self.next_line() {
-            Ok(Some(line)) => Some(
-                serde_json::from_slice(&line)
-                    .map_err(|e| anyhow!("{}:{}: {e}", self.name, self.line)),
-            ),
-            Ok(None) => None,
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
+        loop {
+            let problem = match self.next_line() {
+                Ok(Some(line)) if line.trim_ascii().is_empty() => {
+                    anyhow!("{}:{}: empty line", self.name, self.line)
+                }
+                Ok(Some(line)) => match serde_json::from_slice(&line) {
+                    Ok(event) => return Some(Ok(event)),
+                    Err(e) => anyhow!("{}:{}: {e}", self.name, self.line),
+                },
+                Ok(None) => return None,
+                Err(LineError::Io(e)) => {
+                    self.done = true;
+                    return Some(Err(self.line_error(LineError::Io(e))));
+                }
+                Err(too_long) => self.line_error(too_long),
+            };
+            if let Some(error) = self.skip_or_fail(problem) {
+                return Some(Err(error));
             }
         }
     }
@@ -407,5 +493,61 @@ mod tests {
         let error = reader.next().unwrap().unwrap_err().to_string();
         assert!(error.contains("t:2: line is longer than"), "{error}");
         assert!(reader.next().is_none());
+    }
+
+    #[test]
+    fn a_lenient_reader_skips_and_counts_bad_lines() {
+        let head = serde_json::to_string(&header()).unwrap();
+        let good = |ts| serde_json::to_string(&lost(ts)).unwrap();
+        let mut input = text(&[
+            head,
+            good(1),
+            "garbage".into(),
+            r#"{"event":"exit","ts":"soon"}"#.into(),
+            r#"{"event":"no_such_event","ts":1}"#.into(),
+        ]);
+        input.extend(std::iter::repeat_n(b'x', 3 * MAX_LINE));
+        input.push(b'\n');
+        input.extend_from_slice(&[0xff, 0xfe, b'\n']);
+        input.extend(text(&[good(2)]));
+        input.extend_from_slice(b"{\"torn");
+
+        let (_, reader) = TraceReader::new(Cursor::new(input.clone()), "t".into()).unwrap();
+        let strict: Vec<Result<Event>> = reader.collect();
+        assert_eq!(strict.len(), 2, "stops at the first bad line");
+        let error = strict[1].as_ref().unwrap_err().to_string();
+        assert!(error.starts_with("t:3: ") && error.ends_with("(--lenient skips bad lines)"));
+
+        let (_, mut reader) = TraceReader::new(Cursor::new(input), "t".into()).unwrap();
+        reader = reader.lenient(true);
+        let events: Vec<Event> = (&mut reader).map(Result::unwrap).collect();
+        assert_eq!(events, [lost(1), lost(2)]);
+        assert_eq!(reader.skipped.lines, 5);
+        assert!(
+            reader
+                .skipped
+                .first
+                .as_deref()
+                .unwrap()
+                .starts_with("t:3: ")
+        );
+        assert_eq!(reader.trailing_bytes, 6);
+        assert!(
+            reader.buffer.capacity() <= MAX_LINE + 1 + 8192,
+            "the long line was not held"
+        );
+    }
+
+    #[test]
+    fn a_cut_header_says_so() {
+        let head = serde_json::to_string(&header()).unwrap();
+        let error = TraceReader::new(Cursor::new(head.as_bytes()[..20].to_vec()), "h".into())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("h: no complete header line (20 bytes"),
+            "{error}"
+        );
     }
 }

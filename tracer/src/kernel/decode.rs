@@ -10,7 +10,8 @@ use tracer_common::{
 use zerocopy::FromBytes;
 
 use crate::event::{
-    Event, Exec, Exit, ProcessStart, Rename, Signal, SignalResult, args_spill, c_string, split_args,
+    Event, Exec, Exit, ProcessStart, Rename, Signal, SignalResult, args_spill, c_string,
+    split_args, text_of,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +86,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 start_time: r.header.start_time,
                 ppid: r.header.ppid,
                 old_pid: r.old_tid,
-                filename: String::from_utf8_lossy(filename).into_owned(),
+                filename: text_of(filename),
                 filename_truncated: r.filename_len as usize >= FILENAME_CAP - 1,
                 cmdline: split_args(argv),
                 cmdline_truncated: r.argv_total > r.argv_len || args_spill(argv),
