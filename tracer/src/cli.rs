@@ -18,6 +18,7 @@ use crate::ingest::Pipeline;
 use crate::kernel::ProbeOptions;
 use crate::live::{self, LiveOptions, LiveSummary};
 use crate::model::Model;
+use crate::privacy::Privacy;
 use crate::render::{TreeStyle, duration, tree_lines};
 use crate::replay::{self, parse_at};
 use crate::roles::Rules;
@@ -117,6 +118,15 @@ struct CaptureArgs {
     /// Kernel ring buffer size: bytes, or with K/M (a power of two, at least 4K).
     #[arg(long, value_name = "SIZE", default_value_t = format!("{}M", DEFAULT_RING_BYTES >> 20), value_parser = parse_size)]
     ring_buffer: String,
+    /// Replace what REGEX matches in command lines and titles with [REDACTED] before anything
+    /// is shown or recorded; with capture groups, only the groups (repeatable). Matched
+    /// against the arguments joined by spaces, e.g. '--password[= ](\S+)'.
+    #[arg(long, value_name = "REGEX", allow_hyphen_values = true)]
+    redact: Vec<String>,
+    /// Record this environment variable of each process (repeatable; NAME* for a prefix,
+    /// e.g. 'AIRFLOW_CTX_*'). No variable is read unless named here.
+    #[arg(long, value_name = "NAME")]
+    capture_env: Vec<String>,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -152,15 +162,16 @@ fn parse_size(text: &str) -> Result<String, String> {
 }
 
 impl CaptureArgs {
-    fn options(&self) -> LiveOptions {
-        LiveOptions {
+    fn options(&self) -> Result<LiveOptions> {
+        Ok(LiveOptions {
             probes: ProbeOptions {
                 ring_bytes: ring_bytes(&self.ring_buffer).unwrap_or(DEFAULT_RING_BYTES),
                 ..ProbeOptions::default()
             },
             duration: self.duration,
+            privacy: Privacy::new(&self.redact, &self.capture_env)?,
             ..LiveOptions::default()
-        }
+        })
     }
 }
 
@@ -201,6 +212,7 @@ fn lost_note(summary: &LiveSummary) -> String {
 }
 
 async fn record(output: &Path, capture: &CaptureArgs) -> Result<()> {
+    let options = capture.options()?;
     let analyzer = Analyzer::new(Rules::load(capture.rules.as_deref())?);
     let writer = TraceWriter::create(output)?;
     let mut pipeline = Pipeline::new(
@@ -209,7 +221,7 @@ async fn record(output: &Path, capture: &CaptureArgs) -> Result<()> {
         RecordSink::new(writer),
     );
     let stop = termination()?;
-    let result = live::run(&capture.options(), &mut pipeline, stop, |ready| {
+    let result = live::run(&options, &mut pipeline, stop, |ready| {
         eprintln!(
             "tracer: recording to {}: {} processes in the snapshot; SIGINT or SIGTERM stops",
             output.display(),
@@ -237,6 +249,7 @@ async fn record(output: &Path, capture: &CaptureArgs) -> Result<()> {
 }
 
 async fn watch(capture: &CaptureArgs, plain: bool, kernel_threads: bool) -> Result<()> {
+    let options = capture.options()?;
     let mode = WatchMode::detect(plain);
     let mut pipeline = Pipeline::new(
         Model::new(host::clock_tick_ns()),
@@ -244,7 +257,7 @@ async fn watch(capture: &CaptureArgs, plain: bool, kernel_threads: bool) -> Resu
         TerminalSink::new(mode, kernel_threads),
     );
     let stop = termination()?;
-    let summary = live::run(&capture.options(), &mut pipeline, stop, |ready| {
+    let summary = live::run(&options, &mut pipeline, stop, |ready| {
         if mode == WatchMode::Lines {
             eprintln!(
                 "tracer: watching {} processes; SIGINT or SIGTERM stops",

@@ -31,6 +31,9 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
+/// Environment variables of a process, only those the operator allowlisted (none by default).
+pub type Environment = std::collections::BTreeMap<String, String>;
+
 /// A process found in `/proc` when the tracer started. Its start time has clock-tick
 /// precision (`/proc/PID/stat`), the kernel events' has nanoseconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,6 +51,9 @@ pub struct Snapshot {
     pub sid: u32,
     #[serde(default, skip_serializing_if = "is_false")]
     pub kernel_thread: bool,
+    /// Allowlisted environment variables (`--capture-env`).
+    #[serde(default, skip_serializing_if = "Environment::is_empty")]
+    pub env: Environment,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,6 +93,9 @@ pub struct Exec {
     pub uid: u32,
     pub pgid: u32,
     pub sid: u32,
+    /// Allowlisted environment variables (`--capture-env`), read from `/proc` after the exec.
+    #[serde(default, skip_serializing_if = "Environment::is_empty")]
+    pub env: Environment,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -27,6 +27,7 @@ pub fn snapshot(ts: u64, process: ProcessKey, ppid: u32, title: &str) -> Event {
         pgid: process.pid,
         sid: process.pid,
         kernel_thread: ppid == 2 || process.pid == 2,
+        env: Default::default(),
     })
 }
 
@@ -62,6 +63,7 @@ pub fn exec(ts: u64, process: ProcessKey, ppid: u32, filename: &str, argv: &[&st
         uid: 0,
         pgid: process.pid,
         sid: 1,
+        env: Default::default(),
     })
 }
 

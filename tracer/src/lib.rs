@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod kernel;
 pub mod live;
 pub mod model;
+pub mod privacy;
 pub mod procfs;
 pub mod render;
 pub mod replay;

@@ -15,6 +15,7 @@ use crate::host;
 use crate::ingest::{Pipeline, Sink, Status, order};
 use crate::kernel::preflight::kernel_release;
 use crate::kernel::{ProbeOptions, Probes};
+use crate::privacy::{ENVIRON_CAP, Privacy};
 use crate::procfs::ProcFs;
 use crate::trace::TraceHeader;
 
@@ -27,6 +28,8 @@ pub struct LiveOptions {
     pub batch_max: usize,
     /// How often lost-record counters are read and the sink flushed.
     pub tick: Duration,
+    /// Redaction and the environment allowlist, applied before events reach the pipeline.
+    pub privacy: Privacy,
 }
 
 impl Default for LiveOptions {
@@ -36,6 +39,7 @@ impl Default for LiveOptions {
             duration: None,
             batch_max: 4096,
             tick: Duration::from_millis(250),
+            privacy: Privacy::default(),
         }
     }
 }
@@ -61,6 +65,7 @@ pub struct LiveSummary {
 struct Capture<'a, S> {
     pipeline: &'a mut Pipeline<S>,
     procfs: ProcFs,
+    privacy: &'a Privacy,
     checks: ReparentChecks,
     lost: LostCounts,
     status: Status,
@@ -68,18 +73,26 @@ struct Capture<'a, S> {
 }
 
 impl<S: Sink> Capture<'_, S> {
-    /// Fills in command lines the probes had to cut, from `/proc`, while the process lives.
+    /// Fills in command lines the probes had to cut, from `/proc`, while the process lives;
+    /// reads the allowlisted environment after an exec; redacts.
     fn enrich(&self, batch: &mut [Event]) {
         for event in batch {
             match event {
-                Event::Exec(exec) if exec.cmdline_truncated => {
+                Event::Exec(exec) => {
                     let key = ProcessKey {
                         pid: exec.pid,
                         start_time: exec.start_time,
                     };
-                    if let Some((full, truncated)) = self.procfs.cmdline_of(key) {
+                    if exec.cmdline_truncated
+                        && let Some((full, truncated)) = self.procfs.cmdline_of(key)
+                    {
                         exec.cmdline = full;
                         exec.cmdline_truncated = truncated;
+                    }
+                    if self.privacy.captures_env()
+                        && let Some(raw) = self.procfs.environ_of(key, ENVIRON_CAP)
+                    {
+                        exec.env = self.privacy.env_from(&raw);
                     }
                 }
                 Event::Rename(rename) if rename.cmdline.is_none() || rename.cmdline_truncated => {
@@ -94,6 +107,7 @@ impl<S: Sink> Capture<'_, S> {
                 }
                 _ => {}
             }
+            self.privacy.apply(event);
         }
     }
 
@@ -192,7 +206,23 @@ pub async fn run<S: Sink>(
     // Keep draining the ring buffer while /proc is scanned: a big host takes a while.
     let mut pending = Vec::new();
     let scanner = procfs.clone();
-    let scan = tokio::task::spawn_blocking(move || scanner.snapshot(started));
+    let privacy = options.privacy.clone();
+    let scan = tokio::task::spawn_blocking(move || {
+        let mut snapshot = scanner.snapshot(started);
+        for process in &mut snapshot {
+            if privacy.captures_env() {
+                let key = ProcessKey {
+                    pid: process.pid,
+                    start_time: process.start_time,
+                };
+                if let Some(raw) = scanner.environ_of(key, ENVIRON_CAP) {
+                    process.env = privacy.env_from(&raw);
+                }
+            }
+            privacy.redact_args(&mut process.cmdline);
+        }
+        snapshot
+    });
     tokio::pin!(scan);
     let snapshot = loop {
         tokio::select! {
@@ -204,6 +234,7 @@ pub async fn run<S: Sink>(
     let mut capture = Capture {
         pipeline,
         procfs,
+        privacy: &options.privacy,
         checks: ReparentChecks::default(),
         lost: LostCounts::default(),
         status: Status {

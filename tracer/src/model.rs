@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{
-    Event, Exec, Exit, LostCounts, ProcessKey, ProcessStart, Rename, Reparent, ReparentSource,
-    Signal, Snapshot,
+    Environment, Event, Exec, Exit, LostCounts, ProcessKey, ProcessStart, Rename, Reparent,
+    ReparentSource, Signal, Snapshot,
 };
 use crate::roles::Classification;
 
@@ -97,6 +97,9 @@ pub struct Process {
     pub original_ppid: u32,
     pub comm: String,
     pub cmdline: Vec<String>,
+    /// Allowlisted environment variables, as of its last exec (inherited across fork).
+    #[serde(skip_serializing_if = "Environment::is_empty")]
+    pub env: Environment,
     pub title_source: TitleSource,
     /// The program it runs: the path of its last exec, inherited across fork.
     pub filename: Option<String>,
@@ -523,6 +526,7 @@ impl Model {
             original_ppid: ppid,
             comm: comm.to_owned(),
             cmdline: Vec::new(),
+            env: Environment::new(),
             title_source: TitleSource::Snapshot,
             filename: None,
             uid: 0,
@@ -590,6 +594,7 @@ impl Model {
             let process = self.get_mut(index);
             process.comm.clone_from(&e.comm);
             process.cmdline.clone_from(&e.cmdline);
+            process.env.clone_from(&e.env);
             return;
         }
         if !self.claim_pid(key) {
@@ -601,6 +606,7 @@ impl Model {
             original_ppid: e.ppid,
             comm: e.comm.clone(),
             cmdline: e.cmdline.clone(),
+            env: e.env.clone(),
             title_source: TitleSource::Snapshot,
             filename: None,
             uid: e.uid,
@@ -653,10 +659,14 @@ impl Model {
         } else {
             self.live_index(e.caller_pid)
         };
-        let (cmdline, filename) = caller
+        let (cmdline, env, filename) = caller
             .map(|c| {
                 let caller = self.get(c);
-                (caller.cmdline.clone(), caller.filename.clone())
+                (
+                    caller.cmdline.clone(),
+                    caller.env.clone(),
+                    caller.filename.clone(),
+                )
             })
             .unwrap_or_default();
         self.insert(Process {
@@ -665,6 +675,7 @@ impl Model {
             original_ppid: e.ppid,
             comm: e.comm.clone(),
             cmdline,
+            env,
             title_source: TitleSource::Fork,
             filename,
             uid: e.uid,
@@ -697,6 +708,7 @@ impl Model {
         let process = self.get_mut(index);
         process.comm.clone_from(&e.comm);
         process.cmdline.clone_from(&e.cmdline);
+        process.env.clone_from(&e.env);
         process.title_source = TitleSource::Exec;
         process.filename = Some(e.filename.clone());
         process.uid = e.uid;

@@ -116,6 +116,14 @@ impl ProcFs {
         (self.is_same(key, &stat) && !raw.is_empty()).then(|| (split_args(&raw), truncated))
     }
 
+    /// The raw environment of `key` (cut at `cap`), if that process still lives. Callers keep
+    /// only allowlisted variables of it.
+    pub fn environ_of(&self, key: ProcessKey, cap: usize) -> Option<Vec<u8>> {
+        let (raw, _) = read_capped(&self.path(key.pid, "environ"), cap)?;
+        let stat = self.stat(key.pid)?;
+        self.is_same(key, &stat).then_some(raw)
+    }
+
     /// The current parent of `key`, if that process still lives.
     pub fn ppid_of(&self, key: ProcessKey) -> Option<u32> {
         let stat = self.stat(key.pid)?;
@@ -157,6 +165,7 @@ impl ProcFs {
             pgid: stat.pgrp,
             sid: stat.session,
             kernel_thread,
+            env: Default::default(),
         })
     }
 

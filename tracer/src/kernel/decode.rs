@@ -94,6 +94,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 uid: r.uid,
                 pgid: r.pgid,
                 sid: r.sid,
+                env: Default::default(),
             })
         }
         RecordKind::Exit => {

@@ -1,0 +1,115 @@
+//! The tracer runs as root on shared hosts: against the real kernel, what it keeps of other
+//! people's processes (redacted command lines, no environment unless allowlisted), what it
+//! keeps of its own privileges after attaching, and what hostile processes can do to its
+//! output.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use support::{Held, Recording, Trace, kernel_test};
+use tracer::event::Event;
+
+const SECRET_ARG: &str = "hunter2-5531";
+const SECRET_ENV: &str = "env-secret-5531";
+
+fn secret_env() -> [(&'static str, &'static str); 2] {
+    [
+        ("TRACER_CTX_DAG_ID", "etl_daily"),
+        ("TRACER_SECRET_TOKEN", SECRET_ENV),
+    ]
+}
+
+fn title() -> String {
+    format!("worker --password={SECRET_ARG} --user admin")
+}
+
+fn held_with_secrets() -> Held {
+    Held::start_with_env(&["rename", "--title", &title()], &secret_env())
+}
+
+/// Records while one process started before and one after the tracer; both hold a password
+/// in their title and a secret in their environment.
+fn record_with_secrets(args: &[&str]) -> (Trace, u32, u32) {
+    let before = held_with_secrets();
+    let recording = Recording::start(args);
+    let after = held_with_secrets();
+    let (before_pid, after_pid) = (before.pid(), after.pid());
+    // The environment is read from /proc after the exec: the process must still be there.
+    recording.wait_for(
+        "the rename",
+        |e| matches!(e, Event::Rename(r) if r.pid == after_pid),
+    );
+    after.release();
+    before.release();
+    (recording.stop(), before_pid, after_pid)
+}
+
+fn file_text(trace: &Trace) -> String {
+    std::fs::read_to_string(trace.path()).unwrap()
+}
+
+#[test]
+fn redacted_secrets_and_unlisted_variables_never_reach_the_trace() {
+    let _kernel = kernel_test();
+    let (trace, before, after) = record_with_secrets(&[
+        "--redact",
+        r"--password[= ](\S+)",
+        "--capture-env",
+        "TRACER_CTX_*",
+    ]);
+    let text = file_text(&trace);
+    assert!(!text.contains(SECRET_ARG), "the password was redacted");
+    assert!(
+        !text.contains(SECRET_ENV),
+        "the secret variable was not read"
+    );
+    let wanted: BTreeMap<String, String> =
+        [("TRACER_CTX_DAG_ID".into(), "etl_daily".into())].into();
+    let redacted_title = "worker --password=[REDACTED] --user admin";
+
+    let snapshot = trace.only("snapshot", trace.snapshots().filter(|s| s.pid == before));
+    assert!(
+        snapshot.cmdline.iter().any(|a| a == redacted_title),
+        "{:?}",
+        snapshot.cmdline
+    );
+    assert_eq!(snapshot.env, wanted);
+
+    let exec = trace.only("exec", trace.execs().filter(|x| x.pid == after));
+    assert_eq!(
+        exec.cmdline.last().map(String::as_str),
+        Some(redacted_title),
+        "the title as an argument"
+    );
+    assert_eq!(exec.env, wanted);
+    let rename = trace.only("rename", trace.renames().filter(|r| r.pid == after));
+    assert_eq!(
+        rename.cmdline.as_deref(),
+        Some(&[redacted_title.to_owned()][..])
+    );
+
+    // The model (and so every finding and the terminal) only ever saw the redacted text.
+    let (pipeline, _, _) =
+        tracer::replay::replay(trace.path(), None, None, tracer::sink::NullSink).unwrap();
+    let view = serde_json::to_string(&pipeline.model.view()).unwrap();
+    assert!(!view.contains(SECRET_ARG));
+}
+
+#[test]
+fn without_an_allowlist_no_environment_is_read() {
+    let _kernel = kernel_test();
+    let (trace, before, after) = record_with_secrets(&[]);
+    let text = file_text(&trace);
+    assert!(
+        !text.contains("etl_daily"),
+        "no variable captured by default"
+    );
+    assert!(!text.contains(SECRET_ENV));
+    assert!(trace.snapshots().all(|s| s.env.is_empty()));
+    assert!(trace.execs().all(|x| x.env.is_empty()));
+    // Nothing redacted without a pattern: the title is there as the process set it.
+    let rename = trace.only("rename", trace.renames().filter(|r| r.pid == after));
+    assert_eq!(rename.cmdline.as_deref(), Some(&[title()][..]));
+    assert!(trace.snapshots().any(|s| s.pid == before));
+}
