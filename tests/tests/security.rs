@@ -113,3 +113,79 @@ fn without_an_allowlist_no_environment_is_read() {
     assert_eq!(rename.cmdline.as_deref(), Some(&[title()][..]));
     assert!(trace.snapshots().any(|s| s.pid == before));
 }
+
+/// `Name:\tvalue` fields of every thread of `pid`, by thread.
+fn thread_status(pid: u32, field: &str) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .map(|task| {
+            let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("{field}:")))
+                .unwrap_or_else(|| panic!("no {field} in status"))
+                .trim()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn assert_capabilities(recording: &Recording, effective: u64) {
+    let pid = recording.pid();
+    let mask = format!("{effective:016x}");
+    for field in ["CapEff", "CapPrm"] {
+        for value in thread_status(pid, field) {
+            assert_eq!(value, mask, "{field} of every thread");
+        }
+    }
+    for field in ["CapInh", "CapAmb"] {
+        assert!(
+            thread_status(pid, field)
+                .iter()
+                .all(|v| v == "0000000000000000"),
+            "{field}"
+        );
+    }
+    for value in thread_status(pid, "CapBnd") {
+        assert_eq!(value, mask, "bounding set");
+    }
+    assert!(thread_status(pid, "NoNewPrivs").iter().all(|v| v == "1"));
+}
+
+#[test]
+fn after_attaching_the_tracer_keeps_no_capability() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    assert!(
+        recording.stderr().contains("all capabilities dropped"),
+        "{}",
+        recording.stderr()
+    );
+    assert_capabilities(&recording, 0);
+    // And it still does its work: events flow, lost counters are read, the trace is closed.
+    let report = support::workload(&["fork-exec-exit", "--code", "3"]);
+    let child = support::pid(&report, "child");
+    let trace = recording.stop();
+    let exit = trace.only("exit", trace.exits().filter(|x| x.pid == child));
+    assert_eq!(exit.exit_code, Some(3));
+    assert!(
+        trace.stderr.contains("no kernel records lost"),
+        "{}",
+        trace.stderr
+    );
+}
+
+#[test]
+fn reading_allowlisted_environments_keeps_only_ptrace() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&["--capture-env", "AIRFLOW_CTX_*"]);
+    assert!(
+        recording
+            .stderr()
+            .contains("capabilities dropped except CAP_SYS_PTRACE"),
+        "{}",
+        recording.stderr()
+    );
+    assert_capabilities(&recording, 1 << 19);
+    recording.stop();
+}

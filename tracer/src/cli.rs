@@ -189,6 +189,14 @@ fn termination() -> Result<impl Future<Output = ()>> {
     })
 }
 
+fn privileges_note(summary: &LiveSummary) -> String {
+    summary
+        .privileges
+        .as_ref()
+        .map(|dropped| format!(", {dropped}"))
+        .unwrap_or_default()
+}
+
 fn lost_note(summary: &LiveSummary) -> String {
     let lost = summary.lost.total();
     if lost == 0 {
@@ -223,9 +231,10 @@ async fn record(output: &Path, capture: &CaptureArgs) -> Result<()> {
     let stop = termination()?;
     let result = live::run(&options, &mut pipeline, stop, |ready| {
         eprintln!(
-            "tracer: recording to {}: {} processes in the snapshot; SIGINT or SIGTERM stops",
-            output.display(),
-            ready.snapshot
+            "tracer: recording to {}: {} processes in the snapshot{}; SIGINT or SIGTERM stops",
+            sanitize(&output.display().to_string()),
+            ready.snapshot,
+            privileges_note(ready)
         );
     })
     .await;
@@ -260,8 +269,9 @@ async fn watch(capture: &CaptureArgs, plain: bool, kernel_threads: bool) -> Resu
     let summary = live::run(&options, &mut pipeline, stop, |ready| {
         if mode == WatchMode::Lines {
             eprintln!(
-                "tracer: watching {} processes; SIGINT or SIGTERM stops",
-                ready.snapshot
+                "tracer: watching {} processes{}; SIGINT or SIGTERM stops",
+                ready.snapshot,
+                privileges_note(ready)
             );
         }
     })

@@ -14,10 +14,12 @@ use crate::event::{Event, LostCounts, ProcessKey, Reparent, ReparentSource};
 use crate::host;
 use crate::ingest::{Pipeline, Sink, Status, order};
 use crate::kernel::preflight::kernel_release;
+use crate::kernel::privileges::{self, Dropped};
 use crate::kernel::{ProbeOptions, Probes};
 use crate::privacy::{ENVIRON_CAP, Privacy};
 use crate::procfs::ProcFs;
 use crate::trace::TraceHeader;
+use caps::Capability;
 
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
@@ -30,6 +32,8 @@ pub struct LiveOptions {
     pub tick: Duration,
     /// Redaction and the environment allowlist, applied before events reach the pipeline.
     pub privacy: Privacy,
+    /// Give up capabilities once the probes are attached (see [`privileges`]).
+    pub drop_privileges: bool,
 }
 
 impl Default for LiveOptions {
@@ -40,6 +44,7 @@ impl Default for LiveOptions {
             batch_max: 4096,
             tick: Duration::from_millis(250),
             privacy: Privacy::default(),
+            drop_privileges: true,
         }
     }
 }
@@ -60,6 +65,8 @@ pub struct LiveSummary {
     pub events: u64,
     pub lost: LostCounts,
     pub reparent_checks: ReparentChecks,
+    /// What the tracer kept of its privileges after attaching.
+    pub privileges: Option<Dropped>,
 }
 
 struct Capture<'a, S> {
@@ -199,6 +206,18 @@ pub async fn run<S: Sink>(
     ready: impl FnOnce(&LiveSummary),
 ) -> Result<LiveSummary> {
     let mut probes = Probes::load(&options.probes)?;
+    let privileges = if options.drop_privileges {
+        let hidepid = std::fs::read_to_string("/proc/self/mountinfo")
+            .is_ok_and(|mounts| privileges::proc_hides_pids(&mounts));
+        let keep = if options.privacy.captures_env() || hidepid {
+            &[Capability::CAP_SYS_PTRACE][..]
+        } else {
+            &[]
+        };
+        Some(privileges::drop_all_except(keep)?)
+    } else {
+        None
+    };
     let started = host::boottime_ns();
     let tick_ns = host::clock_tick_ns();
     let procfs = ProcFs::host(tick_ns);
@@ -264,6 +283,7 @@ pub async fn run<S: Sink>(
     ready(&LiveSummary {
         snapshot: snapshot_len,
         events: capture.pipeline.events,
+        privileges: privileges.clone(),
         ..LiveSummary::default()
     });
 
@@ -308,5 +328,6 @@ pub async fn run<S: Sink>(
         events: capture.pipeline.events,
         lost: capture.lost,
         reparent_checks: capture.checks,
+        privileges,
     })
 }

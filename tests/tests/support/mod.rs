@@ -146,6 +146,16 @@ impl Recording {
         panic!("no {what} in the trace within {READY_TIMEOUT:?}");
     }
 
+    /// The tracer's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the tracer printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
     /// Sends a signal to the tracer (SIGSTOP and SIGCONT stall and resume its consumer).
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal)

@@ -5,6 +5,7 @@ pub mod btf;
 pub mod decode;
 pub mod layout;
 pub mod preflight;
+pub mod privileges;
 mod probes;
 
 pub use layout::ExitProbe;
