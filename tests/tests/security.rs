@@ -6,8 +6,10 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::{Command, Stdio};
 
-use support::{Held, Recording, Trace, kernel_test};
+use support::{Held, Recording, TRACER, Trace, kernel_test, pid, wait_bounded};
 use tracer::event::Event;
 
 const SECRET_ARG: &str = "hunter2-5531";
@@ -188,4 +190,120 @@ fn reading_allowlisted_environments_keeps_only_ptrace() {
     );
     assert_capabilities(&recording, 1 << 19);
     recording.stop();
+}
+
+/// Peak resident memory of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// Output meant for a terminal holds nothing a terminal would act on.
+fn assert_inert(what: &str, output: &[u8]) {
+    let text = std::str::from_utf8(output).unwrap_or_else(|e| panic!("{what} is not UTF-8: {e}"));
+    for (byte, name) in [(0x1b, "ESC"), (b'\r', "CR"), (0x07, "BEL"), (0x9b, "CSI")] {
+        assert!(!output.contains(&byte), "{what} holds a raw {name}");
+    }
+    assert!(!text.contains('\u{9b}'), "{what} holds a C1 CSI");
+}
+
+#[test]
+fn hostile_processes_cannot_break_the_output_or_the_memory_bound() {
+    let _kernel = kernel_test();
+    // The terminal stream (`watch --plain`) and a recording, side by side.
+    let mut watch = Command::new(TRACER)
+        .args(["watch", "--plain"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut watch_out = watch.stdout.take().unwrap();
+    let watched = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = watch_out.read_to_end(&mut bytes);
+        bytes
+    });
+    let recording = Recording::start(&[]);
+    let held = Held::start(&["hostile", "--rate", "10000", "--seconds", "3"]);
+    let (exotic, renamer) = (pid(&held.report, "exotic"), pid(&held.report, "renamer"));
+    let renames_sent = held.report["renames_at_least"].as_u64().unwrap();
+    assert!(
+        renames_sent >= 20_000,
+        "the renamer kept its rate: {renames_sent}"
+    );
+    // The rest of a long command line is read from /proc: keep the process until then.
+    recording.wait_for(
+        "the exotic exec",
+        |e| matches!(e, Event::Exec(x) if x.pid == exotic),
+    );
+    let peak_kib = peak_rss_kib(recording.pid());
+    held.release();
+    let trace = recording.stop();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watch.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert!(wait_bounded(&mut watch, std::time::Duration::from_secs(60), "watch").success());
+    let watched = watched.join().unwrap();
+
+    // Memory: the 32 MiB ring buffer is mapped twice (64 MiB); the rest stays small.
+    eprintln!("recorder peak RSS {} MiB", peak_kib >> 10);
+    assert!(peak_kib < 160 << 10, "peak RSS {peak_kib} KiB");
+
+    // Every rename is in the trace, or counted as lost.
+    let renames = trace.renames().filter(|r| r.pid == renamer).count() as u64;
+    assert!(
+        renames + trace.lost().rename >= renames_sent,
+        "{renames} renames recorded, {} lost, {renames_sent} made",
+        trace.lost().rename
+    );
+
+    // The 128 KiB of arguments are capped, and say so.
+    let exec = trace.only("exotic exec", trace.execs().filter(|x| x.pid == exotic));
+    let kept: usize = exec.cmdline.iter().map(|a| a.len() + 1).sum();
+    assert!(exec.cmdline_truncated);
+    // Read capped at CMDLINE_CAP bytes; the few invalid UTF-8 bytes grow into \xNN escapes.
+    assert!(
+        kept <= tracer::procfs::CMDLINE_CAP + 32,
+        "{kept} bytes kept"
+    );
+    assert_eq!(exec.cmdline[0], "\u{1b}[2J\u{1b}]0;owned\u{7}\nevil\\xff");
+    assert_eq!(exec.comm, "\u{1b}[2J\u{1b}]0;owned\u{7}\n", "15 bytes");
+
+    // The terminal stream: every line is one event, and nothing in it is live.
+    assert_inert("watch --plain", &watched);
+    let watched = String::from_utf8(watched).unwrap();
+    let exotic_line = watched
+        .lines()
+        .find(|l| l.contains(" exec ") && l.contains(&format!(" {exotic} ")))
+        .expect("the exotic exec is shown");
+    assert!(
+        exotic_line.contains("\\x1b[2J\\x1b]0;owned\\x07\\nevil\\xff"),
+        "{exotic_line}"
+    );
+    assert!(exotic_line.len() < 5000, "a long command line is clipped");
+    for line in watched.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        assert!(
+            first.parse::<f64>().is_ok() || line.starts_with("tracer watch: "),
+            "a line that is neither an event nor the status: {line:?}"
+        );
+    }
+
+    // And what reads the trace back.
+    for args in [&["replay"][..], &["report"], &["replay", "--json"]] {
+        let output = Command::new(TRACER)
+            .args(args)
+            .arg(trace.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}");
+        assert_inert(&format!("{args:?}"), &output.stdout);
+    }
 }

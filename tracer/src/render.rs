@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use crate::event::{Event, SignalResult};
 use crate::ingest::Status;
 use crate::model::{Model, Process, ProcessIndex};
-use crate::sanitize::sanitize;
+use crate::sanitize::{LINE_TEXT_CAP, clip, sanitize};
 
 #[derive(Clone, Debug, Default)]
 pub struct TreeStyle {
@@ -233,7 +233,7 @@ pub fn event_line(event: &Event, color: bool) -> String {
                 "{} ppid {} {}",
                 e.pid,
                 e.ppid,
-                sanitize(&e.cmdline.join(" "))
+                sanitize(&clip(&e.cmdline.join(" "), LINE_TEXT_CAP))
             ),
             false,
         ),
@@ -247,7 +247,7 @@ pub fn event_line(event: &Event, color: bool) -> String {
             format!(
                 "{} {}{}",
                 e.pid,
-                sanitize(&e.cmdline.join(" ")),
+                sanitize(&clip(&e.cmdline.join(" "), LINE_TEXT_CAP)),
                 if e.old_pid != e.pid {
                     format!(" (from thread {})", e.old_pid)
                 } else {
@@ -274,7 +274,7 @@ pub fn event_line(event: &Event, color: bool) -> String {
                 sanitize(&e.comm),
                 e.cmdline
                     .as_ref()
-                    .map(|c| format!(" {}", sanitize(&c.join(" "))))
+                    .map(|c| format!(" {}", sanitize(&clip(&c.join(" "), LINE_TEXT_CAP))))
                     .unwrap_or_default()
             ),
             false,

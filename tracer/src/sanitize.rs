@@ -31,6 +31,18 @@ pub fn sanitize(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Longest command line an event line shows: the trace keeps the whole (capped) text.
+pub const LINE_TEXT_CAP: usize = 4096;
+
+/// `text` cut to at most `max` bytes (at a character boundary), saying how much was left out.
+pub fn clip(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
+    let end = text.floor_char_boundary(max);
+    Cow::Owned(format!("{}… (+{} bytes)", &text[..end], text.len() - end))
+}
+
 /// JSON for a terminal: serde_json escapes only C0 controls, so DEL, C1 controls and
 /// bidirectional overrides, which can only stand inside JSON strings, become `\uXXXX`
 /// escapes. The result is the same JSON value.
@@ -52,6 +64,13 @@ pub fn escape_json_for_terminal(json: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_text_is_clipped_at_a_character_boundary() {
+        assert!(matches!(clip("short", 10), Cow::Borrowed("short")));
+        assert_eq!(clip("aaaaé", 5), "aaaa… (+2 bytes)");
+        assert_eq!(clip(&"x".repeat(10), 4), "xxxx… (+6 bytes)");
+    }
 
     #[test]
     fn escapes_control_and_bidi_characters() {

@@ -71,6 +71,15 @@ enum Scenario {
     },
     /// parent → child → grandchild, all alive until standard input closes.
     Hold,
+    /// Processes that attack a terminal: a program named with escape sequences, a newline and
+    /// invalid UTF-8, run with such arguments and 128 KiB of them (alive until standard input
+    /// closes), and a process renaming itself RATE times a second for SECONDS.
+    Hostile {
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
     /// COUNT fork + exec(PROGRAM) + exit, PARALLEL children at a time.
     Burst {
         #[arg(long)]
@@ -381,6 +390,76 @@ fn rename(title: &str, own_group: bool) -> Result<()> {
     Ok(())
 }
 
+/// The bytes a hostile process puts in its name: clear the screen, set the window title,
+/// start a new line, break UTF-8.
+const HOSTILE_NAME: &[u8] = b"\x1b[2J\x1b]0;owned\x07\nevil\xff";
+
+fn hostile(rate: u64, seconds: f64) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    // The kernel names a process after the file it execs: a symlink with a hostile name.
+    let dir = tempfile_dir()?;
+    let program = dir.join(std::ffi::OsStr::from_bytes(HOSTILE_NAME));
+    std::os::unix::fs::symlink("/bin/sh", &program)?;
+    let program = CString::new(program.as_os_str().as_bytes())?;
+    let big = CString::new(vec![b'A'; 32 * 1024 - 1])?;
+    let mut argv = vec![
+        CString::new(HOSTILE_NAME)?,
+        c"-c".to_owned(),
+        // Waits on the standard input it shares with this process.
+        c"read line".to_owned(),
+        CString::new(&b"\x1b[31mred\r\nfake line\x1b[0m"[..])?,
+        CString::new(&b"\xc3\x28\xff"[..])?,
+    ];
+    argv.extend(std::iter::repeat_n(big, 4));
+    let argv_bytes: usize = argv.iter().map(|a| a.as_bytes_with_nul().len()).sum();
+    let exotic = match fork()? {
+        ForkResult::Child => {
+            let _ = execv(&program, &argv);
+            std::process::exit(127)
+        }
+        ForkResult::Parent { child } => child,
+    };
+
+    let renamer = match fork()? {
+        ForkResult::Child => {
+            let start = Instant::now();
+            let mut renames = 0u64;
+            while start.elapsed().as_secs_f64() < seconds {
+                let name = format!("\x1b[{}m\x1b]0;t\x07", renames % 100);
+                let _ = prctl::set_name(&CString::new(name).unwrap());
+                renames += 1;
+                let due = Duration::from_secs_f64(renames as f64 / rate as f64);
+                if let Some(ahead) = due.checked_sub(start.elapsed()) {
+                    std::thread::sleep(ahead);
+                }
+            }
+            std::process::exit((renames / 1000).min(255) as i32)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    let renames = match waitpid(renamer, None)? {
+        WaitStatus::Exited(_, thousands) => thousands as u64 * 1000,
+        other => bail!("the renamer ended with {other:?}"),
+    };
+    report(json!({
+        "exotic": pid_json(exotic),
+        "renamer": pid_json(renamer),
+        "renames_at_least": renames,
+        "argv_bytes": argv_bytes,
+    }));
+    wait_for_stdin_eof();
+    let _ = waitpid(exotic, None);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// A new private directory under the system's temporary directory.
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("tracer-workload-{}", std::process::id()));
+    std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
 fn hold() -> Result<()> {
     let (hold_read, hold_write) = pipe()?;
     let (ready_read, ready_write) = pipe()?;
@@ -476,6 +555,7 @@ fn main() -> std::process::ExitCode {
             (None, None) => Err(anyhow::anyhow!("give --title or --title-env")),
         },
         Scenario::Hold => hold(),
+        Scenario::Hostile { rate, seconds } => hostile(rate, seconds),
         Scenario::Burst {
             count,
             program,
