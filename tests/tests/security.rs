@@ -307,3 +307,26 @@ fn hostile_processes_cannot_break_the_output_or_the_memory_bound() {
         assert_inert(&format!("{args:?}"), &output.stdout);
     }
 }
+
+#[test]
+fn a_recording_never_follows_a_planted_symlink_and_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let _kernel = kernel_test();
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("shadow");
+    std::fs::write(&victim, "root:secret\n").unwrap();
+    let output = dir.path().join("trace.jsonl");
+    std::os::unix::fs::symlink(&victim, &output).unwrap();
+    let status = Command::new(TRACER)
+        .args(["record", "--duration", "0.5", "--output"])
+        .arg(&output)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:secret\n");
+    let metadata = std::fs::symlink_metadata(&output).unwrap();
+    assert!(metadata.is_file(), "the link was replaced by the trace");
+    assert_eq!(metadata.permissions().mode() & 0o777, 0o600);
+    assert!(Trace::read(&output).header.format == "process-lineage-trace");
+}

@@ -163,12 +163,14 @@ impl Recording {
     }
 
     /// SIGINT, a clean exit, and the whole trace.
-    pub fn stop(mut self) -> Trace {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        )
-        .expect("SIGINT the tracer");
+    pub fn stop(self) -> Trace {
+        self.stop_with(nix::sys::signal::Signal::SIGINT)
+    }
+
+    /// Stops the tracer with `signal` (SIGINT, SIGTERM, SIGHUP): a clean exit, and the trace.
+    pub fn stop_with(mut self, signal: nix::sys::signal::Signal) -> Trace {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal)
+            .expect("signal the tracer");
         let status = wait_bounded(&mut self.child, STOP_TIMEOUT, "tracer record");
         let stderr = self.stderr.lock().unwrap().clone();
         assert!(status.success(), "tracer record failed: {status}\n{stderr}");
@@ -177,7 +179,18 @@ impl Recording {
             "no summary line:\n{stderr}"
         );
         let mut trace = Trace::read(&self.path);
+        assert_eq!(trace.trailing_bytes, 0, "a clean stop leaves no torn line");
         trace.stderr = stderr;
+        trace.file = Some((self.path, self._dir));
+        trace
+    }
+
+    /// SIGKILL: no flush, no goodbye. The trace holds what reached the file.
+    pub fn kill(mut self) -> Trace {
+        self.child.kill().expect("SIGKILL the tracer");
+        self.child.wait().expect("reap the tracer");
+        let mut trace = Trace::read(&self.path);
+        trace.stderr = self.stderr.lock().unwrap().clone();
         trace.file = Some((self.path, self._dir));
         trace
     }
@@ -186,6 +199,8 @@ impl Recording {
 pub struct Trace {
     pub header: TraceHeader,
     pub events: Vec<Event>,
+    /// Bytes of a torn last line the reader ignored.
+    pub trailing_bytes: usize,
     pub stderr: String,
     /// The trace file, kept while this lives.
     file: Option<(PathBuf, tempfile::TempDir)>,
@@ -193,11 +208,14 @@ pub struct Trace {
 
 impl Trace {
     pub fn read(path: &Path) -> Trace {
-        let (header, reader) = TraceReader::open(path).expect("open trace");
-        let events: Vec<Event> = reader.map(|e| e.expect("valid trace line")).collect();
+        let (header, mut reader) = TraceReader::open(path).expect("open trace");
+        let events: Vec<Event> = (&mut reader)
+            .map(|e| e.expect("valid trace line"))
+            .collect();
         Trace {
             header,
             events,
+            trailing_bytes: reader.trailing_bytes,
             stderr: String::new(),
             file: None,
         }

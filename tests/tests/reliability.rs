@@ -1,0 +1,132 @@
+//! The tracer under abuse, against the real kernel: killed mid-recording, stopped by each
+//! signal, flooded, and fed recycled pids. What it recorded must stay readable and right.
+
+mod support;
+
+use std::collections::HashSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use support::{Held, Recording, TRACER, WORKLOAD, kernel_test, pid, wait_bounded};
+use tracer::event::Event;
+
+/// The eBPF programs a process holds open (its probes and their links).
+fn program_ids_of(pid: u32) -> HashSet<u32> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return HashSet::new();
+    };
+    fds.filter_map(|fd| std::fs::read_to_string(fd.ok()?.path()).ok())
+        .flat_map(|info| {
+            info.lines()
+                .filter_map(|line| line.strip_prefix("prog_id:")?.trim().parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+fn loaded_program_ids() -> HashSet<u32> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .map(|program| program.id())
+        .collect()
+}
+
+/// The kernel frees a closed link's program from a workqueue, a moment after the last file
+/// descriptor went: wait for that, within a bound.
+fn assert_detached(programs: &HashSet<u32>) {
+    assert!(!programs.is_empty(), "the tracer held its programs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let still: Vec<u32> = programs
+            .intersection(&loaded_program_ids())
+            .copied()
+            .collect();
+        if still.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "programs {still:?} still loaded");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_killed_recorder_leaves_a_readable_trace_and_a_new_one_resynchronises() {
+    let _kernel = kernel_test();
+    let held = Held::start(&["hold"]);
+    let (child, grandchild) = (pid(&held.report, "child"), pid(&held.report, "grandchild"));
+    let first = Recording::start(&[]);
+    let programs = program_ids_of(first.pid());
+
+    // Kill it while it is busy writing.
+    let mut burst = Command::new(WORKLOAD)
+        .args(["burst", "--count", "2000"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let burst_pid = burst.id();
+    first.wait_for(
+        "the burst's children",
+        |e| matches!(e, Event::ProcessStart(s) if s.ppid == burst_pid),
+    );
+    let crashed = first.kill();
+    assert!(
+        wait_bounded(&mut burst, Duration::from_secs(300), "burst").success(),
+        "the workload is unaffected"
+    );
+    assert_detached(&programs);
+
+    // Readable up to its last complete line; the torn rest, if any, is reported.
+    assert!(crashed.starts().any(|s| s.ppid == burst_pid));
+    let replay = Command::new(TRACER)
+        .arg("replay")
+        .arg(crashed.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&replay.stderr);
+    assert!(replay.status.success(), "{stderr}");
+    if crashed.trailing_bytes > 0 {
+        assert!(
+            stderr.contains(&format!(
+                "ignored {} bytes of a torn last line",
+                crashed.trailing_bytes
+            )),
+            "{stderr}"
+        );
+    }
+    eprintln!(
+        "killed recorder: {} events readable, {} trailing bytes",
+        crashed.events.len(),
+        crashed.trailing_bytes
+    );
+
+    // A new recorder starts from /proc: the held tree is there, parents and all, and it
+    // carries on with what happens next.
+    let second = Recording::start(&[]);
+    let parent = held.pid();
+    held.release();
+    let trace = second.stop();
+    let snapshot = |pid: u32| trace.only("snapshot", trace.snapshots().filter(|s| s.pid == pid));
+    assert_eq!(snapshot(child).ppid, parent);
+    assert_eq!(snapshot(grandchild).ppid, child);
+    for pid in [parent, child, grandchild] {
+        trace.only("exit", trace.exits().filter(|x| x.pid == pid));
+    }
+}
+
+#[test]
+fn each_stop_signal_flushes_closes_and_detaches() {
+    let _kernel = kernel_test();
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        let recording = Recording::start(&[]);
+        let programs = program_ids_of(recording.pid());
+        let report = support::workload(&["fork-exec-exit", "--code", "5"]);
+        let child = pid(&report, "child");
+        let trace = recording.stop_with(signal);
+        // Every event up to the signal is in the file, ending on a complete line.
+        let exit = trace.only("exit", trace.exits().filter(|x| x.pid == child));
+        assert_eq!(exit.exit_code, Some(5), "{signal}");
+        assert!(trace.stderr.contains("tracer: recorded"), "{signal}");
+        assert_detached(&programs);
+    }
+}
