@@ -130,3 +130,75 @@ fn each_stop_signal_flushes_closes_and_detaches() {
         assert_detached(&programs);
     }
 }
+
+/// Pid reuse, made certain: clone3's set_tid hands a just-freed pid to a new process in the
+/// host's pid namespace (the one the tracer keys on; a child pid namespace with a small
+/// pid_max recycles only its own numbers, never the host's).
+#[test]
+fn a_recycled_pid_is_never_merged_with_its_previous_holder() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    let report = support::workload(&["pid-reuse", "--rounds", "20"]);
+    let trace = recording.stop();
+    let parent = pid(&report, "parent");
+    let rounds = report["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 20);
+    for round in rounds {
+        let (reused, orphan, creator) = (
+            pid(round, "pid"),
+            pid(round, "orphan"),
+            pid(round, "creator"),
+        );
+        let first = trace.only(
+            "first holder",
+            trace
+                .starts()
+                .filter(|s| s.pid == reused && s.ppid == parent),
+        );
+        let second = trace.only(
+            "second holder",
+            trace
+                .starts()
+                .filter(|s| s.pid == reused && s.ppid == creator),
+        );
+        assert!(second.start_time > first.start_time);
+        let exit_of = |start_time: u64| {
+            trace.only(
+                "exit",
+                trace
+                    .exits()
+                    .filter(|x| x.pid == reused && x.start_time == start_time),
+            )
+        };
+        assert_eq!(exit_of(first.start_time).exit_code, Some(1));
+        assert_eq!(exit_of(second.start_time).exit_code, Some(2));
+        let orphan_start = trace.only("orphan", trace.starts().filter(|s| s.pid == orphan));
+        assert_eq!(
+            (orphan_start.ppid, orphan_start.parent_start_time),
+            (reused, first.start_time)
+        );
+        let reparent = trace.only("reparent", trace.reparents().filter(|r| r.pid == orphan));
+        assert_eq!((reparent.old_ppid, reparent.new_ppid), (reused, parent));
+
+        // The model, while the second holder lives: the pid is the second's, and the orphan's
+        // lineage still leads to the first, exited one.
+        let (pipeline, _, _) =
+            tracer::replay::replay(trace.path(), Some(second.ts), None, tracer::sink::NullSink)
+                .unwrap();
+        let model = &pipeline.model;
+        let holder = model.live(reused).expect("the second holder lives");
+        assert_eq!(holder.key.start_time, second.start_time);
+        assert_eq!(holder.ppid, creator);
+        let orphan_index = model.live_index(orphan).expect("the orphan lives");
+        let creator_index = model.creator(orphan_index).expect("its creator is kept");
+        let original = model.get(creator_index);
+        assert_eq!(original.key.start_time, first.start_time);
+        assert!(!original.is_alive());
+        assert_eq!(
+            model.get(orphan_index).ppid,
+            parent,
+            "adopted by the subreaper"
+        );
+    }
+    assert_eq!(trace.lost().total(), 0);
+}

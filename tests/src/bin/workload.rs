@@ -71,6 +71,13 @@ enum Scenario {
     },
     /// parent → child → grandchild, all alive until standard input closes.
     Hold,
+    /// ROUNDS times: a child A forks C and exits (C is orphaned); then another child H creates
+    /// B with A's freshly freed pid (clone3 set_tid), so two processes hold the same pid in
+    /// turn while C, A's orphan, still lives.
+    PidReuse {
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+    },
     /// Processes that attack a terminal: a program named with escape sequences, a newline and
     /// invalid UTF-8, run with such arguments and 128 KiB of them (alive until standard input
     /// closes), and a process renaming itself RATE times a second for SECONDS.
@@ -453,6 +460,114 @@ fn hostile(rate: u64, seconds: f64) -> Result<()> {
     Ok(())
 }
 
+/// `struct clone_args` of clone3(2), up to `set_tid_size`.
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+}
+
+/// Forks a child with pid `pid` (clone3 with set_tid); EEXIST if someone holds it.
+fn fork_with_pid(pid: Pid) -> Result<ForkResult> {
+    let wanted: [libc::pid_t; 1] = [pid.as_raw()];
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: wanted.as_ptr() as u64,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without CLONE_VM is a fork: the child gets a copy of this
+    // single-threaded process; `args` and `wanted` outlive the call.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match result {
+        -1 => Err(std::io::Error::last_os_error()).context("clone3 with set_tid failed"),
+        0 => Ok(ForkResult::Child),
+        child => Ok(ForkResult::Parent {
+            child: Pid::from_raw(child as i32),
+        }),
+    }
+}
+
+fn pid_reuse(rounds: usize) -> Result<()> {
+    // A's orphans come back to this process, which can then reap them.
+    prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER failed")?;
+    let mut done = Vec::new();
+    while done.len() < rounds {
+        let (hold_read, hold_write) = pipe()?;
+        let (ready_read, ready_write) = pipe()?;
+        let first = match fork()? {
+            ForkResult::Child => {
+                drop((hold_write, ready_read));
+                let orphan = match fork()? {
+                    ForkResult::Child => {
+                        drop(ready_write);
+                        wait_for_eof(hold_read);
+                        std::process::exit(0)
+                    }
+                    ForkResult::Parent { child } => child,
+                };
+                let _ = File::from(ready_write).write_all(&orphan.as_raw().to_ne_bytes());
+                std::process::exit(1)
+            }
+            ForkResult::Parent { child } => child,
+        };
+        drop((hold_read, ready_write));
+        let mut orphan = [0u8; 4];
+        File::from(ready_read).read_exact(&mut orphan)?;
+        let orphan = Pid::from_raw(i32::from_ne_bytes(orphan));
+        waitpid(first, None)?;
+
+        let (result_read, result_write) = pipe()?;
+        let creator = match fork()? {
+            ForkResult::Child => {
+                drop(result_read);
+                let outcome: u8 = match fork_with_pid(first) {
+                    Ok(ForkResult::Child) => std::process::exit(2),
+                    Ok(ForkResult::Parent { child }) => {
+                        let _ = waitpid(child, None);
+                        0
+                    }
+                    // Another process took the pid first: try another round.
+                    Err(_) => 1,
+                };
+                let _ = File::from(result_write).write_all(&[outcome]);
+                std::process::exit(0)
+            }
+            ForkResult::Parent { child } => child,
+        };
+        drop(result_write);
+        let mut outcome = [1u8];
+        let _ = File::from(result_read).read_exact(&mut outcome);
+        waitpid(creator, None)?;
+        drop(hold_write);
+        waitpid(orphan, None)?;
+        if outcome[0] == 0 {
+            done.push(json!({
+                "pid": pid_json(first),
+                "orphan": pid_json(orphan),
+                "creator": pid_json(creator),
+            }));
+        }
+    }
+    report(json!({ "parent": pid_json(getpid()), "rounds": done }));
+    Ok(())
+}
+
 /// A new private directory under the system's temporary directory.
 fn tempfile_dir() -> Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("tracer-workload-{}", std::process::id()));
@@ -555,6 +670,7 @@ fn main() -> std::process::ExitCode {
             (None, None) => Err(anyhow::anyhow!("give --title or --title-env")),
         },
         Scenario::Hold => hold(),
+        Scenario::PidReuse { rounds } => pid_reuse(rounds),
         Scenario::Hostile { rate, seconds } => hostile(rate, seconds),
         Scenario::Burst {
             count,
