@@ -38,7 +38,20 @@ pub struct Analyzer {
     pending: Vec<PendingSpawn>,
     /// Orphans reported with an `orphaned` finding, awaiting their `orphan_exited`.
     orphans: HashSet<ProcessKey>,
+    /// When kernel records were lost, oldest first.
+    gaps: Vec<Gap>,
 }
+
+/// Kernel records lost somewhere in `from..=to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Gap {
+    from: u64,
+    to: u64,
+    count: u64,
+}
+
+/// Gaps kept apart; beyond this the oldest are merged (a coarser, still honest, gap).
+const MAX_GAPS: usize = 256;
 
 fn sketch(process: &Process) -> ProcessSketch {
     ProcessSketch {
@@ -92,6 +105,7 @@ fn finding_about(
         lineage: lineage(model, index),
         evidence: process.class.daemonic.clone(),
         identity: process.class.identity.clone(),
+        uncertain: None,
     }
 }
 
@@ -214,11 +228,77 @@ impl Analyzer {
             rules,
             pending: Vec::new(),
             orphans: HashSet::new(),
+            gaps: Vec::new(),
         }
     }
 
     pub fn rules(&self) -> &Rules {
         &self.rules
+    }
+
+    /// Notes a loss of kernel records, for [`Analyzer::qualify`].
+    fn note_gap(&mut self, from: u64, to: u64, count: u64) {
+        self.gaps.push(Gap { from, to, count });
+        if self.gaps.len() > MAX_GAPS {
+            let oldest = self.gaps.remove(0);
+            let next = &mut self.gaps[0];
+            next.from = next.from.min(oldest.from);
+            next.to = next.to.max(oldest.to);
+            next.count += oldest.count;
+        }
+    }
+
+    /// Marks the findings in `out` that rest on history with a hole in it: kernel records
+    /// were lost while the processes a finding is about (the process, its parent, the
+    /// daemonic chain) lived, or one of them was first seen after its start. A lost exec
+    /// could have cleared a daemonic flag, a lost fork hidden the real parent, a lost signal
+    /// the killer: such a finding is shown as uncertain, never silently as fact.
+    pub fn qualify(&self, model: &Model, out: &mut [Event]) {
+        for event in out {
+            let Event::Finding(finding) = event else {
+                continue;
+            };
+            if finding.uncertain.is_some() {
+                continue;
+            }
+            // The processes whose histories the verdict reads: this one, the parent that died
+            // (orphaned), the daemonic chain (evidence). Not every ancestor: a gap in the
+            // life of a long-running Celery main process says nothing of a spawn it did not do.
+            let mut keys = vec![ProcessKey {
+                pid: finding.pid,
+                start_time: finding.start_time,
+            }];
+            keys.extend(finding.dead_parent.as_ref().map(|p| ProcessKey {
+                pid: p.pid,
+                start_time: p.start_time,
+            }));
+            keys.extend(finding.evidence.iter().map(|e| ProcessKey {
+                pid: e.pid,
+                start_time: e.start_time,
+            }));
+            let since = keys.iter().map(|k| k.start_time).min().unwrap_or(0);
+            let lost: u64 = self
+                .gaps
+                .iter()
+                .filter(|gap| gap.to >= since && gap.from <= finding.ts)
+                .map(|gap| gap.count)
+                .sum();
+            let inferred = keys.iter().find(|key| {
+                find_any(model, **key).is_some_and(|i| model.get(i).origin == Origin::Inferred)
+            });
+            let reason = match (lost, inferred) {
+                (0, None) => continue,
+                (0, Some(key)) => format!(
+                    "process {} was first seen after its start: its earlier history is unknown",
+                    key.pid
+                ),
+                (lost, _) => format!(
+                    "{lost} kernel records were lost while the processes this rests on lived"
+                ),
+            };
+            finding.summary.push_str(&format!(" (UNCERTAIN: {reason})"));
+            finding.uncertain = Some(reason);
+        }
     }
 
     /// The process whose title and daemonic flag a process started from: its creator, or for
@@ -435,6 +515,7 @@ impl Analyzer {
     pub fn after(&mut self, event: &Event, model: &mut Model, out: &mut Vec<Event>) {
         let key = event.key();
         match event {
+            Event::Lost(lost) => self.note_gap(lost.since, lost.ts, lost.count),
             Event::Snapshot(_) => {
                 if let Some(index) = model.find(key) {
                     self.classify_tree(model, index);
@@ -703,6 +784,104 @@ mod tests {
         assert!(
             !host.class(100).is_daemonic(),
             "the main process is not daemonic"
+        );
+    }
+
+    fn lose(host: &mut Host, count: u64, since: u64) {
+        let ts = host.tick(1);
+        host.apply(Event::Lost(crate::event::Lost {
+            ts,
+            pid: 0,
+            start_time: 0,
+            count,
+            by_kind: crate::event::LostCounts {
+                exec: count,
+                ..Default::default()
+            },
+            since,
+        }));
+    }
+
+    #[test]
+    fn findings_resting_on_a_gap_are_uncertain_and_others_are_not() {
+        let mut host = Host::new();
+        host.snapshot(
+            100,
+            1,
+            "[celeryd: w1@host:MainProcess] -active- (-A tasks worker)",
+        );
+        // A loss long before the pool worker exists: nothing it rests on was alive.
+        let before = host.ts;
+        lose(&mut host, 5, before);
+        host.fork(101, 100);
+        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
+        host.fork(102, 101);
+        // An exec of 103 may be among these: its daemonic spawn is uncertain.
+        host.fork(103, 101);
+        let since = host.ts;
+        lose(&mut host, 7, since);
+        host.tick(2_000);
+        host.exit(101, None, Some(9));
+        let spawns = host.findings(FindingKind::DaemonicSpawn);
+        assert_eq!(spawns.len(), 2);
+        for spawn in spawns {
+            let reason = spawn.uncertain.as_deref().expect("after the gap");
+            assert!(reason.starts_with("7 kernel records were lost"), "{reason}");
+            assert!(spawn.summary.ends_with(&format!("(UNCERTAIN: {reason})")));
+        }
+
+        // The same story without the second loss: certain.
+        let mut host = Host::new();
+        host.snapshot(
+            100,
+            1,
+            "[celeryd: w1@host:MainProcess] -active- (-A tasks worker)",
+        );
+        let before = host.ts;
+        lose(&mut host, 5, before);
+        host.fork(101, 100);
+        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
+        host.fork(102, 101);
+        host.tick(2_000);
+        host.exit(101, None, Some(9));
+        let spawns = host.findings(FindingKind::DaemonicSpawn);
+        assert_eq!(spawns.len(), 1);
+        assert_eq!(spawns[0].uncertain, None);
+        assert!(
+            host.findings(FindingKind::Killed)
+                .iter()
+                .all(|f| f.uncertain.is_none())
+        );
+    }
+
+    #[test]
+    fn a_process_first_seen_late_makes_its_findings_uncertain() {
+        let mut host = Host::new();
+        host.snapshot(
+            100,
+            1,
+            "[celeryd: w1@host:MainProcess] -active- (-A tasks worker)",
+        );
+        // Pool worker 101's start was never seen: it shows up in an exec.
+        let ts = host.tick(1);
+        host.apply(fixtures::exec(
+            ts,
+            key(101, ts - 5 * MS),
+            100,
+            "/usr/bin/python3",
+            &["[celeryd: w1@host:ForkPoolWorker-2]"],
+        ));
+        host.fork(102, 101);
+        host.tick(2_000);
+        host.exit(101, None, Some(9));
+        let spawns = host.findings(FindingKind::DaemonicSpawn);
+        assert_eq!(spawns.len(), 1);
+        assert!(
+            spawns.iter().all(|s| s
+                .uncertain
+                .as_deref()
+                .is_some_and(|r| r.contains("101 was first seen after its start"))),
+            "{spawns:#?}"
         );
     }
 

@@ -362,6 +362,10 @@ pub struct Finding {
     /// Celery worker and Airflow task the process belongs to.
     #[serde(default, skip_serializing_if = "Identity::is_empty")]
     pub identity: Identity,
+    /// Why the finding may be wrong: kernel records were lost while the processes it rests on
+    /// lived, or one of them was first seen after its start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertain: Option<String>,
 }
 
 impl SpawnHow {
@@ -382,11 +386,15 @@ impl SpawnHow {
 /// Not about one process: `pid` and `start_time` are 0.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Lost {
+    /// When the loss was seen: the records were lost after `since` and before `ts`.
     pub ts: u64,
     pub pid: u32,
     pub start_time: u64,
     pub count: u64,
     pub by_kind: LostCounts,
+    /// The previous check of the counters (0: the start of capture).
+    #[serde(default)]
+    pub since: u64,
 }
 
 impl Event {

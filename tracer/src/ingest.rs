@@ -78,6 +78,7 @@ impl<S: Sink> Pipeline<S> {
             self.analyzer
                 .after(derived, &mut self.model, &mut self.findings);
         }
+        self.analyzer.qualify(&self.model, &mut self.findings);
         self.sink.event(event, &self.model)?;
         for output in self.derived.iter().chain(&self.findings) {
             self.sink.event(output, &self.model)?;
@@ -90,6 +91,7 @@ impl<S: Sink> Pipeline<S> {
     pub fn finish_analysis(&mut self) -> Result<()> {
         self.findings.clear();
         self.analyzer.finish(&self.model, &mut self.findings);
+        self.analyzer.qualify(&self.model, &mut self.findings);
         for finding in &self.findings {
             self.sink.event(finding, &self.model)?;
         }

@@ -21,6 +21,11 @@ use crate::procfs::ProcFs;
 use crate::trace::TraceHeader;
 use caps::Capability;
 
+/// The biggest record in the ring buffer: an exec with a full path and argument tail, plus
+/// the ring's own record header.
+const MAX_RECORD_BYTES: usize =
+    std::mem::size_of::<tracer_common::ExecRecord>() + tracer_common::EXEC_TAIL_CAP + 8;
+
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
     pub probes: ProbeOptions,
@@ -75,6 +80,8 @@ struct Capture<'a, S> {
     privacy: &'a Privacy,
     checks: ReparentChecks,
     lost: LostCounts,
+    /// When the lost-record counters were last read.
+    lost_checked: u64,
     status: Status,
     rate_mark: (Instant, u64),
 }
@@ -167,19 +174,25 @@ impl<S: Sink> Capture<'_, S> {
         Ok(())
     }
 
+    /// Reads the lost-record counters; a loss since the last check becomes a `lost` event,
+    /// applied before whatever is ingested next, so the analysis knows of the gap before it
+    /// judges events that came after it.
     fn poll_lost(&mut self, probes: &Probes) -> Result<()> {
+        let now = host::boottime_ns();
         let total = probes.lost_counts()?;
         let delta = total.since(&self.lost);
         if delta.total() > 0 {
             self.lost = total;
             self.pipeline.apply(&Event::Lost(crate::event::Lost {
-                ts: host::boottime_ns(),
+                ts: now,
                 pid: 0,
                 start_time: 0,
                 count: delta.total(),
                 by_kind: delta,
+                since: self.lost_checked,
             }))?;
         }
+        self.lost_checked = now;
         Ok(())
     }
 
@@ -256,6 +269,7 @@ pub async fn run<S: Sink>(
         privacy: &options.privacy,
         checks: ReparentChecks::default(),
         lost: LostCounts::default(),
+        lost_checked: started,
         status: Status {
             started_ts: started,
             now_ts: started,
@@ -277,8 +291,8 @@ pub async fn run<S: Sink>(
     for process in snapshot {
         capture.pipeline.apply(&Event::Snapshot(process))?;
     }
-    capture.ingest(&mut pending)?;
     capture.poll_lost(&probes)?;
+    capture.ingest(&mut pending)?;
     capture.flush()?;
     ready(&LiveSummary {
         snapshot: snapshot_len,
@@ -296,13 +310,21 @@ pub async fn run<S: Sink>(
     tokio::pin!(deadline, stop);
     let mut ticker = tokio::time::interval(options.tick);
     let mut batch = Vec::with_capacity(options.batch_max);
+    let lost_check_batch = options
+        .batch_max
+        .min(options.probes.ring_bytes as usize / MAX_RECORD_BYTES)
+        .max(1);
     loop {
         tokio::select! {
             biased;
             () = &mut stop => break,
             () = &mut deadline => break,
             read = probes.read_batch(&mut batch, options.batch_max) => {
-                read?;
+                // Records are lost only when the ring is full, and the batch after a full
+                // ring reaches this size: check the counters before ingesting it.
+                if read? >= lost_check_batch {
+                    capture.poll_lost(&probes)?;
+                }
                 capture.ingest(&mut batch)?;
                 capture.flush()?;
             }
@@ -315,8 +337,8 @@ pub async fn run<S: Sink>(
 
     // What the kernel produced before the stop still belongs to the trace.
     probes.drain_now(&mut batch);
-    capture.ingest(&mut batch)?;
     capture.poll_lost(&probes)?;
+    capture.ingest(&mut batch)?;
     capture.pipeline.finish_analysis()?;
     capture.flush()?;
     capture

@@ -133,6 +133,8 @@ pub struct Totals {
     pub orphans_alive: usize,
     pub orphans_exited: usize,
     pub killed: usize,
+    /// Findings marked uncertain (their history has a gap).
+    pub uncertain: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -218,6 +220,9 @@ pub fn group(findings: &[Finding]) -> (Vec<Group>, Totals) {
         })
         .collect();
     for finding in findings {
+        if finding.uncertain.is_some() {
+            totals.uncertain += 1;
+        }
         match finding.kind {
             FindingKind::DaemonicSpawn => {
                 totals.daemonic_spawns += 1;
@@ -318,13 +323,20 @@ pub fn text(report: &Report) -> String {
         plural(totals.killed, "kill", "kills"),
         if report.lost > 0 {
             format!(
-                "; {} kernel records were lost, so this may be incomplete",
-                report.lost
+                "; {} kernel records were lost, so this may be incomplete ({} marked UNCERTAIN)",
+                report.lost, totals.uncertain
             )
         } else {
             String::new()
         }
     );
+    let uncertain = |finding: &Finding| {
+        if finding.uncertain.is_some() {
+            " UNCERTAIN"
+        } else {
+            ""
+        }
+    };
     for group in &report.groups {
         let _ = writeln!(out, "\n{}", sanitize(&group.subject.heading()));
         for actor in &group.actors {
@@ -335,9 +347,10 @@ pub fn text(report: &Report) -> String {
             {
                 let _ = writeln!(
                     out,
-                    "    was {} at {}",
+                    "    was {} at {}{}",
                     sanitize(&death.description),
-                    report.clock(death.ts)
+                    report.clock(death.ts),
+                    uncertain(killed)
                 );
             }
             if !actor.spawns.is_empty() {
@@ -353,10 +366,11 @@ pub fn text(report: &Report) -> String {
                         .describe(spawn.program.as_deref());
                     let _ = writeln!(
                         out,
-                        "      {} `{}` ({})",
+                        "      {} `{}` ({}){}",
                         spawn.pid,
                         sanitize(&spawn.process.title),
-                        sanitize(&how)
+                        sanitize(&how),
+                        uncertain(spawn)
                     );
                 }
             }
@@ -385,9 +399,10 @@ pub fn text(report: &Report) -> String {
                     };
                     let _ = writeln!(
                         out,
-                        "      {} `{}`: {fate}",
+                        "      {} `{}`: {fate}{}",
                         found.pid,
-                        sanitize(&found.process.title)
+                        sanitize(&found.process.title),
+                        uncertain(found)
                     );
                 }
                 if actor.killed.is_none()

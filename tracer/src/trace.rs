@@ -370,6 +370,7 @@ mod tests {
                 exec: 1,
                 ..Default::default()
             },
+            since: 0,
         })
     }
 
