@@ -202,3 +202,136 @@ fn a_recycled_pid_is_never_merged_with_its_previous_holder() {
     }
     assert_eq!(trace.lost().total(), 0);
 }
+
+/// Peak resident memory of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+fn spawn_workload(args: &[&str]) -> std::process::Child {
+    Command::new(WORKLOAD)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish_workload(mut child: std::process::Child, what: &str) -> serde_json::Value {
+    use std::io::Read;
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(wait_bounded(&mut child, Duration::from_secs(600), what).success());
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+/// FLOOD_SECONDS (default 60) of the fastest fork+exec+exit churn the generator makes, with a
+/// thread storm beside it, into a small ring buffer; halfway, the recorder is stalled long
+/// enough to lose records for certain, while a daemonic tree it already saw is alive.
+#[test]
+fn a_flood_is_survived_with_every_loss_counted_and_gaps_marked_uncertain() {
+    let _kernel = kernel_test();
+    let seconds: f64 = std::env::var("FLOOD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60.0);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[role]]\nid = \"test.daemonic_hold\"\nlabel = \"Daemonic test worker\"\n\
+         title = 'tracer-workload hold$'\ndaemonic = true\n",
+    )
+    .unwrap();
+    let recording =
+        Recording::start(&["--ring-buffer", "256K", "--rules", rules.to_str().unwrap()]);
+    let secs = format!("{seconds}");
+    let burst = spawn_workload(&["burst", "--seconds", &secs, "--parallel", "8"]);
+    let threads = spawn_workload(&["threads", "--seconds", &secs]);
+    let started = Instant::now();
+
+    std::thread::sleep(Duration::from_secs_f64(seconds / 2.0));
+    // A daemonic tree, then a stall: the flood overflows the ring while the tree lives, and
+    // the spawns in it are judged only after the gap.
+    let held = Held::start(&["hold"]);
+    let (child, grandchild) = (pid(&held.report, "child"), pid(&held.report, "grandchild"));
+    recording.signal(Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(3));
+    recording.signal(Signal::SIGCONT);
+    let peak_during = peak_rss_kib(recording.pid());
+    let burst = finish_workload(burst, "burst");
+    let threads = finish_workload(threads, "threads");
+    held.release();
+    let peak_kib = peak_rss_kib(recording.pid()).max(peak_during);
+    let trace = recording.stop();
+    let elapsed = started.elapsed();
+
+    let lost = trace.lost();
+    let root = pid(&burst, "root");
+    let forks = burst["forks"].as_u64().unwrap();
+    let starts = trace.starts().filter(|s| s.ppid == root).count() as u64;
+    let exits = trace
+        .exits()
+        .filter(|x| x.ppid == root && x.pid != root)
+        .count() as u64;
+    eprintln!(
+        "flood: {forks} processes in {elapsed:?} ({:.0}/s) and {} threads; {} events \
+         recorded, {} lost ({lost:?}); recorder peak RSS {} MiB",
+        burst["per_second"].as_f64().unwrap(),
+        threads["threads"],
+        trace.events.len(),
+        lost.total(),
+        peak_kib >> 10
+    );
+
+    // Memory stays bounded: the ring is 256 KiB; the model holds only live processes.
+    assert!(peak_kib < 128 << 10, "peak RSS {peak_kib} KiB");
+    // Every record is in the trace or counted as lost, and the stall did lose some.
+    assert!(lost.total() > 0, "the stall overflowed the ring");
+    assert!(
+        starts <= forks && starts + lost.process_start >= forks,
+        "{starts} starts"
+    );
+    assert!(
+        exits <= forks && exits + lost.exit >= forks,
+        "{exits} exits"
+    );
+    // Threads are never processes.
+    let storm = pid(&threads, "pid");
+    assert!(trace.starts().all(|s| s.ppid != storm));
+    // Each loss is a line at the point it was seen, saying since when.
+    let mut previous = 0;
+    for event in &trace.events {
+        if let Event::Lost(loss) = event {
+            assert!(loss.since < loss.ts && loss.since >= previous, "{loss:?}");
+            previous = loss.ts;
+        }
+    }
+    assert!(
+        trace
+            .stderr
+            .contains(&format!("{} KERNEL RECORDS LOST", lost.total())),
+        "{}",
+        trace.stderr
+    );
+    // The spawns in the daemonic tree were judged after the gap: uncertain, and said so.
+    for pid in [child, grandchild] {
+        let spawn = trace.only(
+            "spawn",
+            trace
+                .findings()
+                .filter(|f| f.pid == pid && f.kind == tracer::event::FindingKind::DaemonicSpawn),
+        );
+        let reason = spawn.uncertain.as_deref().expect("uncertain");
+        assert!(reason.contains("kernel records were lost"), "{reason}");
+    }
+}

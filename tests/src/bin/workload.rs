@@ -37,10 +37,12 @@ enum Scenario {
     },
     /// Fork a sleeper, then a sibling that SIGKILLs it.
     SiblingKill,
-    /// Start and stop COUNT threads, at most ten at a time.
+    /// Start and stop COUNT threads (or as many as SECONDS allow), at most ten at a time.
     Threads {
         #[arg(long, default_value_t = 50)]
         count: usize,
+        #[arg(long)]
+        seconds: Option<f64>,
     },
     /// Double fork: the middle process exits and the grandchild is orphaned.
     DoubleFork {
@@ -87,10 +89,13 @@ enum Scenario {
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
-    /// COUNT fork + exec(PROGRAM) + exit, PARALLEL children at a time.
+    /// COUNT fork + exec(PROGRAM) + exit (or as many as SECONDS allow), PARALLEL children at
+    /// a time.
     Burst {
-        #[arg(long)]
+        #[arg(long, default_value_t = u64::MAX)]
         count: u64,
+        #[arg(long)]
+        seconds: Option<f64>,
         #[arg(long, default_value = "/bin/true")]
         program: String,
         #[arg(long, default_value_t = 8)]
@@ -213,10 +218,15 @@ fn sibling_kill() -> Result<()> {
     Ok(())
 }
 
-fn threads(count: usize) -> Result<()> {
+fn threads(count: usize, seconds: Option<f64>) -> Result<()> {
     let (sender, receiver) = std::sync::mpsc::channel();
     let mut running = std::collections::VecDeque::new();
+    let started = Instant::now();
+    let count = if seconds.is_some() { usize::MAX } else { count };
     for _ in 0..count {
+        if seconds.is_some_and(|s| started.elapsed().as_secs_f64() >= s) {
+            break;
+        }
         if running.len() >= 10
             && let Some(handle) = running.pop_front()
         {
@@ -233,7 +243,11 @@ fn threads(count: usize) -> Result<()> {
     }
     drop(sender);
     let tids: Vec<i32> = receiver.iter().collect();
-    report(json!({ "pid": pid_json(getpid()), "tids": tids }));
+    if seconds.is_some() {
+        report(json!({ "pid": pid_json(getpid()), "threads": tids.len() }));
+    } else {
+        report(json!({ "pid": pid_json(getpid()), "tids": tids }));
+    }
     Ok(())
 }
 
@@ -610,13 +624,18 @@ fn hold() -> Result<()> {
     Ok(())
 }
 
-fn burst(count: u64, program: &str, parallel: usize) -> Result<()> {
+fn burst(count: u64, seconds: Option<f64>, program: &str, parallel: usize) -> Result<()> {
+    if count == u64::MAX && seconds.is_none() {
+        bail!("give --count or --seconds");
+    }
     let path = CString::new(program)?;
     let argv: [&CStr; 1] = [&path];
     let started = Instant::now();
+    let more =
+        |forks: u64| forks < count && seconds.is_none_or(|s| started.elapsed().as_secs_f64() < s);
     let (mut forks, mut execs, mut exits, mut running) = (0u64, 0u64, 0u64, 0usize);
-    while forks < count || running > 0 {
-        while running < parallel.max(1) && forks < count {
+    while more(forks) || running > 0 {
+        while running < parallel.max(1) && more(forks) {
             match fork()? {
                 ForkResult::Child => {
                     let _ = execv(&path, &argv);
@@ -653,7 +672,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.scenario {
         Scenario::ForkExecExit { code } => fork_exec_exit(code),
         Scenario::SiblingKill => sibling_kill(),
-        Scenario::Threads { count } => threads(count),
+        Scenario::Threads { count, seconds } => threads(count, seconds),
         Scenario::DoubleFork { subreaper } => double_fork(subreaper),
         Scenario::PidnsDoubleFork => pidns_double_fork(),
         Scenario::ThreadExec => thread_exec(),
@@ -674,9 +693,10 @@ fn main() -> std::process::ExitCode {
         Scenario::Hostile { rate, seconds } => hostile(rate, seconds),
         Scenario::Burst {
             count,
+            seconds,
             program,
             parallel,
-        } => burst(count, &program, parallel),
+        } => burst(count, seconds, &program, parallel),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
