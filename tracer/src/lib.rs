@@ -9,6 +9,7 @@
 pub mod analysis;
 pub mod cli;
 pub mod doctor;
+pub mod export;
 pub mod event;
 #[cfg(test)]
 mod fixtures;
@@ -25,3 +26,4 @@ pub mod roles;
 pub mod sanitize;
 pub mod sink;
 pub mod trace;
+pub mod tui;
