@@ -91,7 +91,7 @@ enum Command {
         rules: Option<PathBuf>,
         /// A time: nanoseconds since boot, +DURATION from the trace start (+30s, +250ms),
         /// -DURATION before its end (-5s), or from the Nth finding (finding:2, finding:2-5s).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         at: Option<String>,
         /// Scrub through the trace in the full-screen TUI (starting at --at, or the end).
         #[arg(long, conflicts_with_all = ["json", "findings"])]
@@ -120,10 +120,10 @@ enum Command {
         #[arg(long, value_name = "PID")]
         pid: Option<u32>,
         /// From this time (the forms of replay --at).
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
         from: Option<String>,
         /// Up to this time (the forms of replay --at).
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
         to: Option<String>,
         /// Write here (atomically, mode 0600) instead of to standard output.
         #[arg(long, short, value_name = "PATH")]

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::event::{Event, Finding, ProcessKey, Snapshot};
 use crate::ingest::{Sink, Status};
-use crate::model::Model;
+use crate::model::{Model, Origin};
 use crate::render::{exit_description, signal_name};
 use crate::replay::replay;
 use crate::roles::Rules;
@@ -78,7 +78,17 @@ impl History {
             None => {
                 self.lives.push(Life {
                     key: process.key,
-                    creator: model.creator(index).map(|c| model.get(c).key),
+                    // A process from the snapshot was not seen being created: its parent then
+                    // stands in for its creator.
+                    creator: model
+                        .creator(index)
+                        .or_else(|| {
+                            (process.origin == Origin::Snapshot)
+                                .then(|| model.live_index(process.original_ppid))
+                                .flatten()
+                        })
+                        .map(|c| model.get(c).key)
+                        .filter(|&c| c != process.key),
                     title: String::new(),
                     role: None,
                     daemonic: false,

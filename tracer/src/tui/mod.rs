@@ -315,3 +315,6 @@ pub fn frame_json(buffer: &ratatui::buffer::Buffer) -> serde_json::Value {
     }
     serde_json::json!({ "width": area.width, "height": area.height, "rows": rows })
 }
+
+#[cfg(test)]
+mod tests;
