@@ -346,7 +346,12 @@ fn dot_export_renders_with_graphviz_with_the_lineage_and_styled_orphans() {
     nodes.sort();
     assert_eq!(
         nodes,
-        ["p100_500000000", "p101_2000000000", "p102_3000000000", "p1_0"]
+        [
+            "p100_500000000",
+            "p101_2000000000",
+            "p102_3000000000",
+            "p1_0"
+        ]
     );
     let edges: Vec<(&str, &str, &str)> = plain
         .lines()
@@ -367,7 +372,10 @@ fn dot_export_renders_with_graphviz_with_the_lineage_and_styled_orphans() {
         "the adoption: {edges:?}"
     );
     let text = String::from_utf8(dot).unwrap();
-    assert!(text.contains("orphan") && text.contains("\\\\x1b[2J"), "{text}");
+    assert!(
+        text.contains("orphan") && text.contains("\\\\x1b[2J"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -389,7 +397,12 @@ fn jsonl_export_of_a_window_is_a_trace_that_replays() {
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = std::fs::read_to_string(&out).unwrap();
-    assert!(text.lines().nth(1).unwrap().contains(r#""event":"snapshot""#));
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .contains(r#""event":"snapshot""#)
+    );
     let replayed = tracer(&["replay", out.to_str().unwrap()]);
     assert!(replayed.status.success(), "{}", stderr(&replayed));
     let tree = String::from_utf8(replayed.stdout).unwrap();
@@ -413,8 +426,8 @@ fn replay_at_a_finding_and_the_tui_frame() {
     assert!(list.starts_with("finding:1 +"), "{list}");
     // The first finding is the daemonic spawn, settled at the child's exec (+2.1s); 200 ms
     // earlier the child did not exist.
-    let before = String::from_utf8(tracer(&["replay", &path, "--at", "finding:1-200ms"]).stdout)
-        .unwrap();
+    let before =
+        String::from_utf8(tracer(&["replay", &path, "--at", "finding:1-200ms"]).stdout).unwrap();
     assert!(!before.contains("102 "), "{before}");
     let end = String::from_utf8(tracer(&["replay", &path, "--at", "-0s"]).stdout).unwrap();
     assert!(end.contains("102 python3"), "{end}");
@@ -438,7 +451,10 @@ fn replay_at_a_finding_and_the_tui_frame() {
                 .collect()
         })
         .collect();
-    assert!(rows.iter().any(|r| r.contains("102") && r.contains("orphaned")));
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("102") && r.contains("orphaned"))
+    );
     let orphan_run = frame["rows"]
         .as_array()
         .unwrap()

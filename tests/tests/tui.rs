@@ -97,7 +97,10 @@ fn watch_shows_a_spawned_process_under_its_parent_then_marks_it_exited() {
     let (p, _) = row(&screen, parent).unwrap();
     let (c, child_line) = row(&screen, child).unwrap();
     let (g, grandchild_line) = row(&screen, grandchild).unwrap();
-    assert!(p < c && c < g, "parent, child, grandchild in order:\n{screen}");
+    assert!(
+        p < c && c < g,
+        "parent, child, grandchild in order:\n{screen}"
+    );
     let indent = |line: &str| line.find("└─").unwrap_or_else(|| panic!("{line}"));
     assert!(
         indent(grandchild_line) > indent(child_line),
@@ -117,6 +120,8 @@ fn watch_shows_a_spawned_process_under_its_parent_then_marks_it_exited() {
     assert!(line.contains(".XK"), "exited and killed flags: {line}");
 
     tmux.keys("q");
-    tmux.wait_for("the TUI to quit", |s| s.contains("tracer watch:") || !s.contains("PID"));
+    tmux.wait_for("the TUI to quit", |s| {
+        s.contains("tracer watch:") || !s.contains("PID")
+    });
     held.release();
 }

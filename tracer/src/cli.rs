@@ -2,9 +2,9 @@
 
 use std::future::Future;
 use std::io::{IsTerminal, Write as _};
-use std::rc::Rc;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -15,20 +15,20 @@ use tracer_common::DEFAULT_RING_BYTES;
 
 use crate::analysis::Analyzer;
 use crate::doctor::{self, Outcome};
+use crate::export::{self, Selection};
 use crate::host;
 use crate::ingest::Pipeline;
 use crate::kernel::ProbeOptions;
 use crate::live::{self, LiveOptions, LiveSummary};
 use crate::model::Model;
 use crate::render::{TreeStyle, duration, tree_lines};
-use crate::export::{self, Selection};
 use crate::replay::{self, Anchors, needs_whole_trace, parse_at};
-use crate::tui::timeline::Timeline;
-use crate::tui::{self, TuiSink, ViewOptions};
 use crate::roles::Rules;
 use crate::sanitize::{escape_json_for_terminal, sanitize};
 use crate::sink::{NullSink, RecordSink, TerminalSink, WatchMode};
 use crate::trace::{TraceReader, TraceWriter};
+use crate::tui::timeline::Timeline;
+use crate::tui::{self, TuiSink, ViewOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -414,7 +414,10 @@ fn replay_screen(args: &ReplayArgs, rules: Option<Rules>) -> Result<()> {
         None => timeline.end(),
     };
     let options = args.view.options(args.kernel_threads);
-    let name = format!("tracer replay {}", sanitize(&args.file.display().to_string()));
+    let name = format!(
+        "tracer replay {}",
+        sanitize(&args.file.display().to_string())
+    );
     let Some(frame) = args.frame else {
         return tui::replay(&name, &timeline, at, &options);
     };
@@ -646,7 +649,15 @@ async fn run(cli: Cli) -> Result<()> {
             to,
             output,
             rules,
-        } => export_command(&file, format, pid, from.as_deref(), to.as_deref(), output.as_deref(), rules.as_deref()),
+        } => export_command(
+            &file,
+            format,
+            pid,
+            from.as_deref(),
+            to.as_deref(),
+            output.as_deref(),
+            rules.as_deref(),
+        ),
     }
 }
 

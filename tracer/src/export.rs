@@ -306,12 +306,18 @@ pub fn perfetto(history: &History, selection: &Selection) -> Result<Value> {
         *reuse += 1;
         let title = sanitize(&life.title);
         let name = format!("{}{} {}", "· ".repeat(depth), life.key.pid, title);
-        events.push(json!({"ph": "M", "name": "process_name", "pid": track, "tid": track,
-            "args": {"name": name}}));
-        events.push(json!({"ph": "M", "name": "process_sort_index", "pid": track, "tid": track,
-            "args": {"sort_index": sort}}));
-        events.push(json!({"ph": "M", "name": "thread_name", "pid": track, "tid": track,
-            "args": {"name": "lifetime"}}));
+        events.push(
+            json!({"ph": "M", "name": "process_name", "pid": track, "tid": track,
+            "args": {"name": name}}),
+        );
+        events.push(
+            json!({"ph": "M", "name": "process_sort_index", "pid": track, "tid": track,
+            "args": {"sort_index": sort}}),
+        );
+        events.push(
+            json!({"ph": "M", "name": "thread_name", "pid": track, "tid": track,
+            "args": {"name": "lifetime"}}),
+        );
         let start = life.start.max(selection.from.unwrap_or(0));
         let end = life
             .end
@@ -332,9 +338,15 @@ pub fn perfetto(history: &History, selection: &Selection) -> Result<Value> {
         if let Some((_, new_ppid)) = life.orphaned {
             args["orphaned_adopted_by"] = json!(new_ppid);
         }
-        args["end"] = json!(life.how.as_deref().unwrap_or("alive at the end of the recording"));
-        events.push(json!({"ph": "X", "cat": "process", "name": title, "pid": track,
-            "tid": track, "ts": micros(start), "dur": micros(end) - micros(start), "args": args}));
+        args["end"] = json!(
+            life.how
+                .as_deref()
+                .unwrap_or("alive at the end of the recording")
+        );
+        events.push(
+            json!({"ph": "X", "cat": "process", "name": title, "pid": track,
+            "tid": track, "ts": micros(start), "dur": micros(end) - micros(start), "args": args}),
+        );
         for mark in life.marks.iter().filter(|m| selection.covers(m.ts)) {
             let text = sanitize(&mark.text);
             events.push(json!({"ph": "i", "s": "t", "cat": mark.kind,

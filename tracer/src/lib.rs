@@ -9,8 +9,8 @@
 pub mod analysis;
 pub mod cli;
 pub mod doctor;
-pub mod export;
 pub mod event;
+pub mod export;
 #[cfg(test)]
 mod fixtures;
 pub mod host;

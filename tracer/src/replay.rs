@@ -108,7 +108,7 @@ fn parse_duration(text: &str) -> Option<u64> {
         "h" => 3600e9,
         _ => return None,
     };
-    (value.is_finite() && value >= 0.0).then(|| (value * scale) as u64)
+    (value.is_finite() && value >= 0.0).then_some((value * scale) as u64)
 }
 
 /// `BASE`, `BASE+DURATION` or `BASE-DURATION`.
@@ -177,7 +177,11 @@ mod tests {
         assert_eq!(parse_at("+250ms", &start(0)), Ok(250_000_000));
         assert!(parse_at("+5 parsecs", &start(0)).is_err());
         assert!(parse_at("-5s", &start(0)).is_err(), "no end known");
-        assert!(parse_at("yesterday", &start(0)).unwrap_err().contains("--at"));
+        assert!(
+            parse_at("yesterday", &start(0))
+                .unwrap_err()
+                .contains("--at")
+        );
     }
 
     #[test]
@@ -193,7 +197,11 @@ mod tests {
         assert_eq!(parse_at("finding:1", &anchors), Ok(10_000_000_000));
         assert_eq!(parse_at("finding:2-5s", &anchors), Ok(15_000_000_000));
         assert_eq!(parse_at("finding:2+250ms", &anchors), Ok(20_250_000_000));
-        assert!(parse_at("finding:3", &anchors).unwrap_err().contains("has 2 findings"));
+        assert!(
+            parse_at("finding:3", &anchors)
+                .unwrap_err()
+                .contains("has 2 findings")
+        );
         assert!(parse_at("finding:0", &anchors).is_err());
         assert!(parse_at("finding:x", &anchors).is_err());
         assert!(parse_at("finding:1*2", &anchors).is_err());

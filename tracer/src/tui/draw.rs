@@ -20,7 +20,9 @@ pub const ORPHAN: Style = Style::new().fg(Color::Yellow).add_modifier(Modifier::
 pub const EXITED: Style = Style::new()
     .fg(Color::DarkGray)
     .add_modifier(Modifier::CROSSED_OUT);
-pub const MATCH: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::UNDERLINED);
+pub const MATCH: Style = Style::new()
+    .fg(Color::Cyan)
+    .add_modifier(Modifier::UNDERLINED);
 const FINDING: Style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
 const HEADER: Style = Style::new().add_modifier(Modifier::BOLD);
 const DIM: Style = Style::new().fg(Color::DarkGray);
@@ -170,7 +172,10 @@ fn draw_tree(frame: &mut Frame, area: Rect, view: &mut View) {
 }
 
 fn labelled<'a>(label: &'a str, value: String) -> Line<'a> {
-    Line::from(vec![Span::styled(format!("{label:<9}"), HEADER), Span::raw(value)])
+    Line::from(vec![
+        Span::styled(format!("{label:<9}"), HEADER),
+        Span::raw(value),
+    ])
 }
 
 fn draw_details(frame: &mut Frame, area: Rect, view: &View, screen: &Screen) {

@@ -65,7 +65,12 @@ fn host() -> Pipeline<FeedOnly> {
         titled(S, 1, 0, "/sbin/init"),
         titled(S, 10, 1, "sshd"),
         titled(S, 11, 10, "bash\x1b]0;pwned\x07"),
-        titled(S, 100, 1, "[celeryd: w1@host:MainProcess] -active- (-A tasks worker)"),
+        titled(
+            S,
+            100,
+            1,
+            "[celeryd: w1@host:MainProcess] -active- (-A tasks worker)",
+        ),
         fixtures::fork(2 * S, worker, main, "celery"),
         fixtures::rename(2 * S + 1, worker, "[celeryd: w1@host:ForkPoolWorker-1]"),
         fixtures::fork(3 * S, child, worker, "celery"),
@@ -142,7 +147,10 @@ fn the_tree_shows_hierarchy_orphans_and_tombstones_with_columns() {
     let (worker, ..) = on_row(&buffer, 101, "│  └─ [celeryd").expect(&text);
     let (orphan, ..) = on_row(&buffer, 102, "└─ [celeryd: w1@host:ForkPoolWorker-1]").expect(&text);
     assert!(init < main && main < worker, "{text}");
-    assert!(orphan > worker, "the orphan sits under init, after the main process");
+    assert!(
+        orphan > worker,
+        "the orphan sits under init, after the main process"
+    );
     let worker_line = &lines(&buffer)[worker];
     assert!(worker_line.contains("SIGKILL"), "{worker_line}");
     assert!(worker_line.contains("D.XK"), "{worker_line}");
@@ -192,9 +200,18 @@ fn panes_show_details_lineage_findings_and_status() {
     assert!(text.contains(" selected "), "{text}");
     assert!(text.contains("orphaned"), "{text}");
     assert!(text.contains("lineage (who created whom)"), "{text}");
-    assert!(text.contains("← 101 [celeryd: w1@host:ForkPoolWorker-1] (exited)"), "{text}");
-    assert!(text.contains("← 100 [celeryd: w1@host:MainProcess]"), "{text}");
-    assert!(text.contains("daemonic: forked without exec from 101"), "{text}");
+    assert!(
+        text.contains("← 101 [celeryd: w1@host:ForkPoolWorker-1] (exited)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("← 100 [celeryd: w1@host:MainProcess]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("daemonic: forked without exec from 101"),
+        "{text}"
+    );
     assert!(text.contains(" findings ("), "{text}");
     assert!(text.contains("orphaned"), "{text}");
     assert!(text.contains("killed"), "{text}");
@@ -215,7 +232,11 @@ fn collapse_focus_filter_and_search_change_the_rows() {
     press(&mut view, KeyCode::Left);
     let buffer = frame(&host, &mut view, 160, 30);
     assert_eq!(view.rows.len(), all - 1);
-    assert!(find(&buffer, "▸ sshd  [+1]").is_some(), "{:?}", lines(&buffer));
+    assert!(
+        find(&buffer, "▸ sshd  [+1]").is_some(),
+        "{:?}",
+        lines(&buffer)
+    );
     press(&mut view, KeyCode::Right);
     frame(&host, &mut view, 160, 30);
     assert_eq!(view.rows.len(), all);
@@ -251,7 +272,12 @@ fn collapse_focus_filter_and_search_change_the_rows() {
     assert_eq!(view.selected_row().unwrap().key.pid, 11);
     let buffer = frame(&host, &mut view, 160, 30);
     let (_, x, y) = find(&buffer, "bash\\x1b").unwrap();
-    assert!(buffer[(x, y)].style().add_modifier.contains(Modifier::UNDERLINED));
+    assert!(
+        buffer[(x, y)]
+            .style()
+            .add_modifier
+            .contains(Modifier::UNDERLINED)
+    );
 }
 
 #[test]
@@ -295,7 +321,10 @@ fn a_narrow_terminal_keeps_the_tree_and_findings() {
     let mut view = View::default();
     let buffer = frame(&host, &mut view, 80, 24);
     let text = lines(&buffer).join("\n");
-    assert!(text.contains("/sbin/init") && text.contains(" findings ("), "{text}");
+    assert!(
+        text.contains("/sbin/init") && text.contains(" findings ("),
+        "{text}"
+    );
 }
 
 /// Not a test of correctness: how long a frame of a 10 000-process tree takes (run with
@@ -312,7 +341,12 @@ fn frame_time_on_ten_thousand_processes() {
     for pid in 2..10_002u32 {
         let parent = if pid < 102 { 1 } else { 2 + (pid % 100) };
         pipeline
-            .apply(&titled(S, pid, parent, &format!("worker {pid} --some-flag")))
+            .apply(&titled(
+                S,
+                pid,
+                parent,
+                &format!("worker {pid} --some-flag"),
+            ))
             .unwrap();
     }
     let mut view = View::default();
