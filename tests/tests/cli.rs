@@ -312,3 +312,229 @@ fn record_to_an_impossible_path_fails_before_loading_anything() {
         "cannot create trace",
     );
 }
+
+fn export(path: &str, args: &[&str]) -> Vec<u8> {
+    let output = tracer(&[&["export", path], args].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+    output.stdout
+}
+
+#[test]
+fn perfetto_export_has_a_track_per_process_in_lineage_order_and_flagged_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "incident.jsonl", &incident());
+    let out = dir.path().join("incident.perfetto.json");
+    let output = tracer(&[
+        "export",
+        &path,
+        "--format",
+        "perfetto",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let trace: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).unwrap()).expect("valid JSON");
+    let events = trace["traceEvents"].as_array().unwrap();
+    let named = |name: &str| -> Vec<&serde_json::Value> {
+        events.iter().filter(|e| e["name"] == name).collect()
+    };
+    let tracks: Vec<(String, i64)> = named("process_name")
+        .iter()
+        .map(|e| {
+            let pid = e["pid"].as_i64().unwrap();
+            let sort = named("process_sort_index")
+                .into_iter()
+                .find(|s| s["pid"] == pid)
+                .unwrap()["args"]["sort_index"]
+                .as_i64()
+                .unwrap();
+            (e["args"]["name"].as_str().unwrap().to_owned(), sort)
+        })
+        .collect();
+    let mut ordered = tracks.clone();
+    ordered.sort_by_key(|(_, sort)| *sort);
+    let names: Vec<&str> = ordered.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "1 /sbin/init",
+            "· 100 [celeryd: w1@host:MainProcess]",
+            "· · 101 [celeryd: w1@host:ForkPoolWorker-1]",
+            "· · · 102 python3 train.py \\x1b[2J",
+        ]
+    );
+    let slices: Vec<_> = events.iter().filter(|e| e["ph"] == "X").collect();
+    assert_eq!(slices.len(), 4);
+    let worker = slices.iter().find(|e| e["args"]["pid"] == 101).unwrap();
+    assert_eq!(worker["ts"], 1_000_000.0, "started 1 s after the trace");
+    assert_eq!(worker["dur"], 2_000_100.0);
+    assert_eq!(worker["args"]["end"], "killed by SIGKILL");
+    let instants: Vec<&str> = events
+        .iter()
+        .filter(|e| e["ph"] == "i" && e["s"] == "t")
+        .map(|e| e["cat"].as_str().unwrap())
+        .collect();
+    for kind in ["exec", "rename", "signal", "orphaned", "finding"] {
+        assert!(instants.contains(&kind), "{kind} in {instants:?}");
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["ph"] == "i" && e["s"] == "g" && e["cat"] == "finding"),
+        "findings flagged across the timeline"
+    );
+}
+
+#[test]
+fn dot_export_renders_with_graphviz_with_the_lineage_and_styled_orphans() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "incident.jsonl", &incident());
+    let dot = export(&path, &["--format", "dot", "--pid", "102"]);
+    let rendered = Command::new("dot")
+        .arg("-Tplain")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(&dot)?;
+            child.wait_with_output()
+        })
+        .expect("run Graphviz dot (Debian package graphviz)");
+    assert!(
+        rendered.status.success() && rendered.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let plain = String::from_utf8(rendered.stdout).unwrap();
+    let mut nodes: Vec<&str> = plain
+        .lines()
+        .filter_map(|l| l.strip_prefix("node "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    nodes.sort();
+    assert_eq!(
+        nodes,
+        [
+            "p100_500000000",
+            "p101_2000000000",
+            "p102_3000000000",
+            "p1_0"
+        ]
+    );
+    let edges: Vec<(&str, &str, &str)> = plain
+        .lines()
+        .filter_map(|l| l.strip_prefix("edge "))
+        .map(|l| {
+            let fields: Vec<&str> = l.split(' ').collect();
+            (fields[0], fields[1], *fields.last().unwrap())
+        })
+        .collect();
+    assert!(edges.contains(&("p1_0", "p100_500000000", "gray40")));
+    assert!(edges.contains(&("p100_500000000", "p101_2000000000", "gray40")));
+    assert!(
+        edges.contains(&("p101_2000000000", "p102_3000000000", "red")),
+        "the daemonic worker's spawn: {edges:?}"
+    );
+    assert!(
+        edges.contains(&("p1_0", "p102_3000000000", "darkorange")),
+        "the adoption: {edges:?}"
+    );
+    let text = String::from_utf8(dot).unwrap();
+    assert!(
+        text.contains("orphan") && text.contains("\\\\x1b[2J"),
+        "{text}"
+    );
+}
+
+#[test]
+fn jsonl_export_of_a_window_is_a_trace_that_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "incident.jsonl", &incident());
+    let out = dir.path().join("window.jsonl");
+    let output = tracer(&[
+        "export",
+        &path,
+        "--format",
+        "jsonl",
+        "--pid",
+        "101",
+        "--from",
+        "+2.5s",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .contains(r#""event":"snapshot""#)
+    );
+    let replayed = tracer(&["replay", out.to_str().unwrap()]);
+    assert!(replayed.status.success(), "{}", stderr(&replayed));
+    let tree = String::from_utf8(replayed.stdout).unwrap();
+    let full = String::from_utf8(tracer(&["replay", &path]).stdout).unwrap();
+    assert_eq!(
+        tree.lines().take(3).collect::<Vec<_>>(),
+        full.lines().take(3).collect::<Vec<_>>(),
+        "the window replays to the same tree"
+    );
+    assert_one_line_error(
+        &tracer(&["export", &path, "--format", "dot", "--pid", "4242"]),
+        "pid 4242 does not appear",
+    );
+}
+
+#[test]
+fn replay_at_a_finding_and_the_tui_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "incident.jsonl", &incident());
+    let list = String::from_utf8(tracer(&["replay", &path, "--findings"]).stdout).unwrap();
+    assert!(list.starts_with("finding:1 +"), "{list}");
+    // The first finding is the daemonic spawn, settled at the child's exec (+2.1s); 200 ms
+    // earlier the child did not exist.
+    let before =
+        String::from_utf8(tracer(&["replay", &path, "--at", "finding:1-200ms"]).stdout).unwrap();
+    assert!(!before.contains("102 "), "{before}");
+    let end = String::from_utf8(tracer(&["replay", &path, "--at", "-0s"]).stdout).unwrap();
+    assert!(end.contains("102 python3"), "{end}");
+    assert_one_line_error(
+        &tracer(&["replay", &path, "--at", "finding:99"]),
+        "findings (see replay --findings)",
+    );
+
+    let frame = tracer(&["replay", &path, "--frame", "140x30"]);
+    assert!(frame.status.success(), "{}", stderr(&frame));
+    let frame: serde_json::Value = serde_json::from_slice(&frame.stdout).unwrap();
+    let rows: Vec<String> = frame["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|runs| {
+            runs.as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["text"].as_str().unwrap())
+                .collect()
+        })
+        .collect();
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("102") && r.contains("orphaned"))
+    );
+    let orphan_run = frame["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|runs| runs.as_array().unwrap())
+        .find(|run| run["text"].as_str().unwrap().contains("python3 train.py"))
+        .unwrap();
+    assert_eq!(orphan_run["fg"], "Yellow");
+}

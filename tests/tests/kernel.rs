@@ -631,3 +631,120 @@ fn without_privileges_the_tracer_refuses_in_one_line() {
     assert_eq!(doctor.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&doctor.stdout).contains("missing  privileges"));
 }
+
+/// Records, and keeps the live model's view of the chosen pids at the exit of `at_exit_of`.
+struct ViewAtExit {
+    record: tracer::sink::RecordSink,
+    at_exit_of: u32,
+    pids: Vec<u32>,
+    taken: Option<(u64, Vec<tracer::model::ProcessView>)>,
+}
+
+fn view_of(model: &tracer::model::Model, pids: &[u32]) -> Vec<tracer::model::ProcessView> {
+    model
+        .view()
+        .into_iter()
+        .filter(|row| pids.contains(&row.process.key.pid))
+        .collect()
+}
+
+impl tracer::ingest::Sink for ViewAtExit {
+    fn header(&mut self, header: &tracer::trace::TraceHeader) -> anyhow::Result<()> {
+        self.record.header(header)
+    }
+    fn event(&mut self, event: &Event, model: &tracer::model::Model) -> anyhow::Result<()> {
+        if let Event::Exit(exit) = event
+            && exit.pid == self.at_exit_of
+            && self.taken.is_none()
+        {
+            self.taken = Some((exit.ts, view_of(model, &self.pids)));
+        }
+        self.record.event(event, model)
+    }
+    fn flush(
+        &mut self,
+        model: &tracer::model::Model,
+        status: &tracer::ingest::Status,
+    ) -> anyhow::Result<()> {
+        self.record.flush(model, status)
+    }
+    fn finish(
+        &mut self,
+        model: &tracer::model::Model,
+        status: &tracer::ingest::Status,
+    ) -> anyhow::Result<()> {
+        self.record.finish(model, status)
+    }
+}
+
+#[test]
+fn replay_at_a_time_rebuilds_the_live_tree_of_that_time() {
+    let _kernel = kernel_test();
+    let held = Held::start(&["hold"]);
+    let pids = [
+        pid(&held.report, "parent"),
+        pid(&held.report, "child"),
+        pid(&held.report, "grandchild"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.jsonl");
+    let mut pipeline = tracer::ingest::Pipeline::new(
+        tracer::model::Model::new(tracer::host::clock_tick_ns()),
+        tracer::analysis::Analyzer::new(Rules::builtin()),
+        ViewAtExit {
+            record: tracer::sink::RecordSink::new(
+                tracer::trace::TraceWriter::create(&path).unwrap(),
+            ),
+            at_exit_of: pids[2],
+            pids: pids.to_vec(),
+            taken: None,
+        },
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (ready_sender, ready) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::scope(|scope| {
+        let capture = scope.spawn(|| {
+            runtime.block_on(tracer::live::run(
+                &LiveOptions::default(),
+                &mut pipeline,
+                async {
+                    let _ = stopped.await;
+                },
+                move |_| {
+                    let _ = ready_sender.send(());
+                },
+            ))
+        });
+        ready
+            .recv_timeout(Duration::from_secs(60))
+            .expect("capture ready");
+        // The grandchild dies while its parent and grandparent live on.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pids[2] as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        held.release();
+        stop.send(()).unwrap();
+        capture.join().unwrap().expect("capture ran");
+    });
+    let (at, live) = pipeline
+        .sink
+        .taken
+        .clone()
+        .expect("the grandchild's exit seen");
+    assert_eq!(
+        live.len(),
+        2,
+        "parent and child live, the grandchild gone: {live:#?}"
+    );
+    let (replayed, _, _) = replay(&path, Some(at), None, NullSink).unwrap();
+    assert_eq!(view_of(&replayed.model, &pids), live);
+    // And later the tree differs: the workload is gone.
+    let (end, _, _) = replay(&path, None, None, NullSink).unwrap();
+    assert!(view_of(&end.model, &pids).is_empty());
+}

@@ -27,12 +27,14 @@ const SIGKILL: i32 = 9;
 /// `si_code` of signals the kernel generates itself.
 const SI_KERNEL: i32 = 0x80;
 
+#[derive(Clone)]
 struct PendingSpawn {
     child: ProcessKey,
     parent: ProcessKey,
     ts: u64,
 }
 
+#[derive(Clone)]
 pub struct Analyzer {
     rules: Rules,
     pending: Vec<PendingSpawn>,

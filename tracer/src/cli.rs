@@ -1,18 +1,21 @@
 //! The `tracer` command line.
 
 use std::future::Future;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
 use tracer_common::DEFAULT_RING_BYTES;
 
 use crate::analysis::Analyzer;
 use crate::doctor::{self, Outcome};
+use crate::export::{self, Selection};
 use crate::host;
 use crate::ingest::Pipeline;
 use crate::kernel::ProbeOptions;
@@ -20,11 +23,13 @@ use crate::live::{self, LiveOptions, LiveSummary};
 use crate::model::Model;
 use crate::privacy::Privacy;
 use crate::render::{TreeStyle, duration, tree_lines};
-use crate::replay::{self, parse_at};
+use crate::replay::{self, Anchors, needs_whole_trace, parse_at};
 use crate::roles::Rules;
 use crate::sanitize::{escape_json_for_terminal, sanitize};
 use crate::sink::{NullSink, RecordSink, TerminalSink, WatchMode};
 use crate::trace::{TraceReader, TraceWriter};
+use crate::tui::timeline::Timeline;
+use crate::tui::{self, TuiSink, ViewOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -70,6 +75,8 @@ enum Command {
         /// Also show kernel threads.
         #[arg(long)]
         kernel_threads: bool,
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// Record a trace (JSON Lines) until the duration ends, or SIGINT/SIGTERM.
     Record {
@@ -85,9 +92,21 @@ enum Command {
         /// Rules file to classify with (default: the rules the trace was recorded with).
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
-        /// A time: nanoseconds since boot, or +DURATION from the trace start (+30s, +250ms).
-        #[arg(long)]
+        /// A time: nanoseconds since boot, +DURATION from the trace start (+30s, +250ms),
+        /// -DURATION before its end (-5s), or from the Nth finding (finding:2, finding:2-5s).
+        #[arg(long, allow_hyphen_values = true)]
         at: Option<String>,
+        /// Scrub through the trace in the full-screen TUI (starting at --at, or the end).
+        #[arg(long, conflicts_with_all = ["json", "findings"])]
+        tui: bool,
+        /// List the findings, numbered as finding:N counts them.
+        #[arg(long, conflicts_with = "json")]
+        findings: bool,
+        #[command(flatten)]
+        view: ViewArgs,
+        /// Print one TUI frame of COLSxROWS cells as JSON (for screenshots and tests).
+        #[arg(long, value_name = "COLSxROWS", hide = true, conflicts_with_all = ["json", "tui"])]
+        frame: Option<String>,
         /// Also show kernel threads.
         #[arg(long)]
         kernel_threads: bool,
@@ -97,6 +116,50 @@ enum Command {
         #[command(flatten)]
         read: ReadArgs,
     },
+    /// Export a recording: a Perfetto trace, a Graphviz lineage graph, or a smaller trace.
+    Export {
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Only this pid's ancestors (by lineage) and every process it created, directly or not.
+        #[arg(long, value_name = "PID")]
+        pid: Option<u32>,
+        /// From this time (the forms of replay --at).
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        from: Option<String>,
+        /// Up to this time (the forms of replay --at).
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        to: Option<String>,
+        /// Write here (atomically, mode 0600) instead of to standard output.
+        #[arg(long, short, value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Rules file to classify with (default: the rules the trace was recorded with).
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ExportFormat {
+    /// Chrome JSON trace events: open it in the Perfetto UI (ui.perfetto.dev).
+    Perfetto,
+    /// Graphviz: render with `dot -Tpng`.
+    Dot,
+    /// A trace file (JSON Lines) that `replay` and `report` read.
+    Jsonl,
+}
+
+/// Where the TUI starts.
+#[derive(Args, Debug, Clone)]
+struct ViewArgs {
+    /// Show only this process's subtree (the TUI's focus).
+    #[arg(long, value_name = "PID")]
+    pid: Option<u32>,
+    /// Show only processes with this role (id or label) and their ancestors.
+    #[arg(long, value_name = "ROLE")]
+    role: Option<String>,
 }
 
 #[derive(Args, Debug, Clone, Copy)]
@@ -257,9 +320,17 @@ async fn record(output: &Path, capture: &CaptureArgs) -> Result<()> {
     Ok(())
 }
 
-async fn watch(capture: &CaptureArgs, plain: bool, kernel_threads: bool) -> Result<()> {
+async fn watch(
+    capture: &CaptureArgs,
+    plain: bool,
+    kernel_threads: bool,
+    view: &ViewArgs,
+) -> Result<()> {
     let options = capture.options()?;
     let mode = WatchMode::detect(plain);
+    if mode == WatchMode::Tree {
+        return watch_tui(capture, view.options(kernel_threads)).await;
+    }
     let mut pipeline = Pipeline::new(
         Model::new(host::clock_tick_ns()),
         Analyzer::new(Rules::load(capture.rules.as_deref())?),
@@ -282,22 +353,169 @@ async fn watch(capture: &CaptureArgs, plain: bool, kernel_threads: bool) -> Resu
     Ok(())
 }
 
-fn replay_command(
-    file: &Path,
-    rules: Option<&Path>,
-    at: Option<&str>,
+impl ViewArgs {
+    fn options(&self, kernel_threads: bool) -> ViewOptions {
+        ViewOptions {
+            pid: self.pid,
+            role: self.role.clone(),
+            kernel_threads,
+        }
+    }
+}
+
+async fn watch_tui(capture: &CaptureArgs, options: ViewOptions) -> Result<()> {
+    let quit = Rc::new(Notify::new());
+    let mut pipeline = Pipeline::new(
+        Model::new(host::clock_tick_ns()),
+        Analyzer::new(Rules::load(capture.rules.as_deref())?),
+        TuiSink::new(&options, quit.clone()),
+    );
+    let terminated = termination()?;
+    let stop = async move {
+        tokio::select! {
+            () = terminated => {}
+            () = quit.notified() => {}
+        }
+    };
+    let live_options = LiveOptions {
+        // Keys are read at each tick: this bounds how long a key waits on a quiet host.
+        tick: Duration::from_millis(50),
+        ..capture.options()?
+    };
+    let summary = live::run(&live_options, &mut pipeline, stop, |_| {}).await?;
+    if summary.lost.total() > 0 {
+        eprintln!("tracer: {}", lost_note(&summary));
+    }
+    Ok(())
+}
+
+/// Resolves a time given on the command line, replaying the whole trace first when it
+/// counts from the end or from a finding.
+fn resolve_time(file: &Path, text: &str, lenient: bool, rules: Option<Rules>) -> Result<u64> {
+    let (header, _) = TraceReader::open(file)?;
+    let mut anchors = Anchors {
+        start: header.ts,
+        ..Anchors::default()
+    };
+    let times: Vec<u64>;
+    if needs_whole_trace(text) {
+        let history = export::history(file, lenient, rules)?;
+        times = history.findings.iter().map(|f| f.ts).collect();
+        anchors.end = Some(history.end);
+        anchors.findings = Some(&times);
+    }
+    parse_at(text, &anchors).map_err(|e| anyhow!(e))
+}
+
+fn frame_size(text: &str) -> Result<(u16, u16)> {
+    text.split_once('x')
+        .and_then(|(c, r)| Some((c.parse().ok()?, r.parse().ok()?)))
+        .filter(|&(c, r): &(u16, u16)| (20..=1000).contains(&c) && (5..=1000).contains(&r))
+        .ok_or_else(|| anyhow!("--frame {text:?}: give COLSxROWS, like 160x48"))
+}
+
+struct ReplayArgs<'a> {
+    file: &'a Path,
+    rules: Option<&'a Path>,
+    at: Option<&'a str>,
     kernel_threads: bool,
     json: bool,
     read: ReadArgs,
-) -> Result<()> {
-    let until = match at {
-        Some(text) => {
-            let (header, _) = TraceReader::open(file)?;
-            Some(parse_at(text, header.ts).map_err(|e| anyhow!(e))?)
+    tui: bool,
+    findings: bool,
+    view: &'a ViewArgs,
+    frame: Option<&'a str>,
+}
+
+fn list_findings(file: &Path, lenient: bool, rules: Option<Rules>) -> Result<()> {
+    let history = export::history(file, lenient, rules)?;
+    let start = history.header.as_ref().map_or(0, |h| h.ts);
+    for (i, finding) in history.findings.iter().enumerate() {
+        println!(
+            "finding:{} +{} {} {}",
+            i + 1,
+            duration(finding.ts.saturating_sub(start)),
+            finding.pid,
+            sanitize(&finding.summary)
+        );
+    }
+    if history.findings.is_empty() {
+        println!("no findings");
+    }
+    Ok(())
+}
+
+fn replay_screen(args: &ReplayArgs, rules: Option<Rules>) -> Result<()> {
+    let lenient = args.read.lenient;
+    let timeline = Timeline::load(args.file, lenient, rules.clone())?;
+    let at = match args.at {
+        Some(text) => resolve_time(args.file, text, lenient, rules)?,
+        None => timeline.end(),
+    };
+    let options = args.view.options(args.kernel_threads);
+    let name = format!(
+        "tracer replay {}",
+        sanitize(&args.file.display().to_string())
+    );
+    let Some(frame) = args.frame else {
+        return tui::replay(&name, &timeline, at, &options);
+    };
+    let (columns, rows) = frame_size(frame)?;
+    let state = timeline.at(at)?;
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(columns, rows))
+        .map_err(|e| anyhow!("cannot draw: {e:?}"))?;
+    let mut view = options.view();
+    let screen = tui::draw::Screen {
+        name: &name,
+        status: format!(
+            "{} processes, {} daemonic, {} orphaned | {} events | lost {}",
+            state.model.live_count(),
+            state.model.daemonic_count(),
+            state.model.orphan_count(),
+            state.events,
+            state.model.stats.lost.total()
+        ),
+        model: &state.model,
+        feed: &state.feed,
+        now: at,
+        started: timeline.start(),
+        timeline: Some(format!(
+            "at +{} of {}",
+            duration(at.saturating_sub(timeline.start())),
+            duration(timeline.end().saturating_sub(timeline.start()))
+        )),
+    };
+    tui::render(&mut terminal, &mut view, &screen)?;
+    let out = serde_json::to_string(&tui::frame_json(terminal.backend().buffer()))
+        .context("cannot encode the frame")?;
+    println!("{}", escape_json_for_terminal(&out));
+    Ok(())
+}
+
+fn replay_command(args: &ReplayArgs) -> Result<()> {
+    let ReplayArgs {
+        file,
+        rules,
+        at,
+        kernel_threads,
+        json,
+        read,
+        ..
+    } = *args;
+    let rules = rules.map(|path| Rules::load(Some(path))).transpose()?;
+    if args.findings {
+        return list_findings(file, read.lenient, rules);
+    }
+    if args.tui || args.frame.is_some() {
+        if args.tui && !std::io::stdout().is_terminal() {
+            bail!("replay --tui needs a terminal");
         }
+        return replay_screen(args, rules);
+    }
+    let until = match at {
+        Some(text) => Some(resolve_time(file, text, read.lenient, rules.clone())?),
         None => None,
     };
-    let rules = rules.map(|path| Rules::load(Some(path))).transpose()?;
     let (pipeline, header, summary) =
         replay::replay_with(file, until, read.lenient, rules, NullSink)?;
     let model = &pipeline.model;
@@ -347,6 +565,76 @@ fn replay_command(
     Ok(())
 }
 
+/// What part of which recording to export, and where to.
+struct ExportRequest<'a> {
+    file: &'a Path,
+    format: ExportFormat,
+    pid: Option<u32>,
+    from: Option<&'a str>,
+    to: Option<&'a str>,
+    output: Option<&'a Path>,
+    rules: Option<&'a Path>,
+    read: ReadArgs,
+}
+
+fn export_command(request: &ExportRequest) -> Result<()> {
+    let ExportRequest {
+        file,
+        format,
+        pid,
+        from,
+        to,
+        output,
+        rules,
+        read,
+    } = *request;
+    let lenient = read.lenient;
+    let rules = rules.map(|path| Rules::load(Some(path))).transpose()?;
+    let selection = Selection {
+        pid,
+        from: from
+            .map(|text| resolve_time(file, text, lenient, rules.clone()))
+            .transpose()
+            .context("--from")?,
+        to: to
+            .map(|text| resolve_time(file, text, lenient, rules.clone()))
+            .transpose()
+            .context("--to")?,
+    };
+    if let (Some(from), Some(to)) = (selection.from, selection.to)
+        && from > to
+    {
+        bail!("--from is after --to");
+    }
+    let history = export::history(file, lenient, rules.clone())?;
+    let bytes = match format {
+        ExportFormat::Perfetto => {
+            let mut bytes = serde_json::to_vec(&export::perfetto(&history, &selection)?)
+                .context("cannot encode the Perfetto trace")?;
+            bytes.push(b'\n');
+            bytes
+        }
+        ExportFormat::Dot => export::dot(&history, &selection)?.into_bytes(),
+        ExportFormat::Jsonl => export::jsonl(file, &history, &selection, lenient, rules)?,
+    };
+    match output {
+        Some(path) => {
+            export::write_atomic(path, &bytes)?;
+            eprintln!("tracer: wrote {} bytes to {}", bytes.len(), path.display());
+        }
+        None => {
+            // The text is JSON or DOT built from sanitized or JSON-escaped strings; this makes
+            // what JSON escapes lets through (C1 controls, bidi overrides) visible too.
+            let text = String::from_utf8_lossy(&bytes);
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(escape_json_for_terminal(&text).as_bytes())
+                .context("cannot write to standard output")?;
+        }
+    }
+    Ok(())
+}
+
 async fn doctor_command() -> Result<()> {
     let checks = doctor::checks();
     for check in &checks {
@@ -389,23 +677,51 @@ async fn run(cli: Cli) -> Result<()> {
             capture,
             plain,
             kernel_threads,
-        } => watch(&capture, plain, kernel_threads).await,
+            view,
+        } => watch(&capture, plain, kernel_threads, &view).await,
         Command::Record { output, capture } => record(&output, &capture).await,
         Command::Replay {
             file,
             rules,
             at,
+            tui,
+            findings,
+            view,
+            frame,
             kernel_threads,
             json,
             read,
-        } => replay_command(
-            &file,
-            rules.as_deref(),
-            at.as_deref(),
+        } => replay_command(&ReplayArgs {
+            file: &file,
+            rules: rules.as_deref(),
+            at: at.as_deref(),
             kernel_threads,
             json,
             read,
-        ),
+            tui,
+            findings,
+            view: &view,
+            frame: frame.as_deref(),
+        }),
+        Command::Export {
+            file,
+            format,
+            pid,
+            from,
+            to,
+            output,
+            rules,
+            read,
+        } => export_command(&ExportRequest {
+            file: &file,
+            format,
+            pid,
+            from: from.as_deref(),
+            to: to.as_deref(),
+            output: output.as_deref(),
+            rules: rules.as_deref(),
+            read,
+        }),
     }
 }
 

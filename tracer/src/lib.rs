@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod cli;
 pub mod doctor;
 pub mod event;
+pub mod export;
 #[cfg(test)]
 mod fixtures;
 pub mod host;
@@ -26,3 +27,4 @@ pub mod roles;
 pub mod sanitize;
 pub mod sink;
 pub mod trace;
+pub mod tui;

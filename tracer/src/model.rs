@@ -181,7 +181,8 @@ pub struct ProcessView {
     pub lineage: Vec<ProcessKey>,
 }
 
-#[derive(Debug)]
+/// Clone: replay keeps copies as checkpoints to scrub through time.
+#[derive(Clone, Debug)]
 pub struct Model {
     slots: Vec<Option<Process>>,
     free: Vec<ProcessIndex>,

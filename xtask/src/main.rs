@@ -52,8 +52,9 @@ const VENVS: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Debian packages the real-world tests need.
-const TEST_PACKAGES: &[&str] = &["redis-server"];
+/// Debian packages the tests need: Redis for the real-world tests, tmux and Graphviz for the
+/// TUI and export tests.
+const TEST_PACKAGES: &[&str] = &["redis-server", "tmux", "graphviz"];
 /// The probes' toolchain (LLVM 22.1), shared with `tracer/build.rs`.
 const BPF_TOOLCHAIN: &str = include_str!("../../tracer-ebpf/TOOLCHAIN");
 

@@ -1,0 +1,558 @@
+//! Exports of a recording: a Perfetto (Chrome JSON) trace, a Graphviz lineage graph, or a
+//! smaller trace of a subtree and time window. Each is built in memory and written
+//! atomically.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use serde_json::{Value, json};
+
+use crate::event::{Event, Finding, ProcessKey, Snapshot};
+use crate::ingest::{Sink, Status};
+use crate::model::{Model, Origin};
+use crate::render::{exit_description, signal_name};
+use crate::replay::replay_with;
+use crate::roles::Rules;
+use crate::sanitize::sanitize;
+use crate::sink::NullSink;
+use crate::trace::{TraceHeader, TraceReader};
+
+/// Something that happened to a process at one moment.
+#[derive(Clone, Debug)]
+pub struct Mark {
+    pub ts: u64,
+    /// `exec`, `rename`, `signal`, `orphaned`, `finding`.
+    pub kind: &'static str,
+    pub text: String,
+}
+
+/// One process over the whole recording.
+#[derive(Clone, Debug)]
+pub struct Life {
+    pub key: ProcessKey,
+    /// The process that created it, when the recording saw it.
+    pub creator: Option<ProcessKey>,
+    pub title: String,
+    pub role: Option<String>,
+    pub daemonic: bool,
+    /// When it was orphaned, and who adopted it.
+    pub orphaned: Option<(u64, u32)>,
+    /// Its start, or the trace start for processes older than the trace.
+    pub start: u64,
+    pub end: Option<u64>,
+    pub how: Option<String>,
+    pub marks: Vec<Mark>,
+}
+
+/// Every process of a recording, with what happened to it.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    pub header: Option<TraceHeader>,
+    pub lives: Vec<Life>,
+    index: HashMap<ProcessKey, usize>,
+    pub findings: Vec<Finding>,
+    /// The latest event time.
+    pub end: u64,
+}
+
+impl History {
+    pub fn life(&self, key: ProcessKey) -> Option<&Life> {
+        self.index.get(&key).map(|&i| &self.lives[i])
+    }
+
+    fn start(&self) -> u64 {
+        self.header.as_ref().map_or(0, |h| h.ts)
+    }
+
+    fn touch(&mut self, key: ProcessKey, model: &Model) -> Option<usize> {
+        let index = model.find(key)?;
+        let process = model.get(index);
+        let start = self.start();
+        let slot = match self.index.get(&process.key) {
+            Some(&slot) => slot,
+            None => {
+                self.lives.push(Life {
+                    key: process.key,
+                    // A process from the snapshot was not seen being created: its parent then
+                    // stands in for its creator.
+                    creator: model
+                        .creator(index)
+                        .or_else(|| {
+                            (process.origin == Origin::Snapshot)
+                                .then(|| model.live_index(process.original_ppid))
+                                .flatten()
+                        })
+                        .map(|c| model.get(c).key)
+                        .filter(|&c| c != process.key),
+                    title: String::new(),
+                    role: None,
+                    daemonic: false,
+                    orphaned: None,
+                    start: process.key.start_time.max(start),
+                    end: None,
+                    how: None,
+                    marks: Vec::new(),
+                });
+                self.index.insert(process.key, self.lives.len() - 1);
+                self.lives.len() - 1
+            }
+        };
+        let life = &mut self.lives[slot];
+        life.title = process.title();
+        life.role = process.class.role.as_ref().map(|r| r.label.clone());
+        life.daemonic = process.class.is_daemonic();
+        if let Some(orphaning) = &process.orphaned {
+            life.orphaned = Some((orphaning.ts, orphaning.new_ppid));
+        }
+        Some(slot)
+    }
+
+    fn mark(&mut self, slot: Option<usize>, ts: u64, kind: &'static str, text: String) {
+        if let Some(slot) = slot {
+            self.lives[slot].marks.push(Mark { ts, kind, text });
+        }
+    }
+
+    /// The lives `pid` names (every process that held it), their lineage ancestors and all
+    /// they created, directly or not.
+    pub fn around(&self, pid: u32) -> HashSet<ProcessKey> {
+        let mut created: HashMap<ProcessKey, Vec<ProcessKey>> = HashMap::new();
+        for life in &self.lives {
+            if let Some(creator) = life.creator {
+                created.entry(creator).or_default().push(life.key);
+            }
+        }
+        let mut selected = HashSet::new();
+        let mut stack: Vec<ProcessKey> = Vec::new();
+        for life in self.lives.iter().filter(|l| l.key.pid == pid) {
+            stack.push(life.key);
+            let mut ancestor = life.creator;
+            while let Some(key) = ancestor {
+                if !selected.insert(key) {
+                    break;
+                }
+                ancestor = self.life(key).and_then(|l| l.creator);
+            }
+        }
+        while let Some(key) = stack.pop() {
+            if selected.insert(key) || self.life(key).is_some_and(|l| l.key.pid == pid) {
+                stack.extend(created.get(&key).into_iter().flatten().copied());
+            }
+        }
+        selected
+    }
+}
+
+impl Sink for History {
+    fn header(&mut self, header: &TraceHeader) -> Result<()> {
+        self.header = Some(header.clone());
+        Ok(())
+    }
+
+    fn event(&mut self, event: &Event, model: &Model) -> Result<()> {
+        self.end = self.end.max(event.ts());
+        let key = event.key();
+        match event {
+            Event::Snapshot(_) | Event::ProcessStart(_) => {
+                self.touch(key, model);
+            }
+            Event::Exec(exec) => {
+                let slot = self.touch(key, model);
+                self.mark(slot, exec.ts, "exec", exec.filename.clone());
+            }
+            Event::Rename(rename) => {
+                let slot = self.touch(key, model);
+                let title = slot
+                    .map(|s| self.lives[s].title.clone())
+                    .unwrap_or_else(|| rename.comm.clone());
+                self.mark(slot, rename.ts, "rename", title);
+            }
+            Event::Signal(signal) => {
+                let slot = self
+                    .touch(key, model)
+                    .or_else(|| self.index.get(&key).copied());
+                let text = format!(
+                    "{} from {} [{}]",
+                    signal_name(signal.sig),
+                    signal.sender_pid,
+                    signal.sender_comm
+                );
+                self.mark(slot, signal.ts, "signal", text);
+            }
+            Event::Reparent(reparent) => {
+                let slot = self.touch(key, model);
+                let text = format!(
+                    "parent {} exited, adopted by {}",
+                    reparent.old_ppid, reparent.new_ppid
+                );
+                self.mark(slot, reparent.ts, "orphaned", text);
+            }
+            Event::Exit(exit) => {
+                if let Some(&slot) = self.index.get(&key) {
+                    let life = &mut self.lives[slot];
+                    life.end = Some(exit.ts);
+                    life.how = Some(exit_description(
+                        exit.exit_code,
+                        exit.signal,
+                        exit.core_dumped,
+                    ));
+                }
+            }
+            Event::Finding(finding) => {
+                let slot = self.index.get(&key).copied();
+                self.mark(slot, finding.ts, "finding", finding.summary.clone());
+                self.findings.push((**finding).clone());
+            }
+            Event::Lost(_) => {}
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, _model: &Model, _status: &Status) -> Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self, _model: &Model, _status: &Status) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Replays the whole recording into a [`History`].
+pub fn history(path: &Path, lenient: bool, rules: Option<Rules>) -> Result<History> {
+    let (pipeline, _, _) = replay_with(path, None, lenient, rules, History::default())?;
+    Ok(pipeline.sink)
+}
+
+/// Which part of a recording to export.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// This pid's lineage and descendants only.
+    pub pid: Option<u32>,
+    /// ns since boot.
+    pub from: Option<u64>,
+    pub to: Option<u64>,
+}
+
+impl Selection {
+    fn lives<'a>(&self, history: &'a History) -> Result<Vec<&'a Life>> {
+        let around = self.pid.map(|pid| history.around(pid));
+        if let (Some(pid), Some(around)) = (self.pid, &around)
+            && around.is_empty()
+        {
+            bail!("pid {pid} does not appear in the recording");
+        }
+        let (from, to) = (self.from.unwrap_or(0), self.to.unwrap_or(u64::MAX));
+        Ok(history
+            .lives
+            .iter()
+            .filter(|l| around.as_ref().is_none_or(|a| a.contains(&l.key)))
+            .filter(|l| l.start <= to && l.end.unwrap_or(history.end) >= from)
+            .collect())
+    }
+
+    fn covers(&self, ts: u64) -> bool {
+        self.from.is_none_or(|f| ts >= f) && self.to.is_none_or(|t| ts <= t)
+    }
+}
+
+/// Lives in depth-first lineage order, each with its depth: creators before what they
+/// created, siblings by start.
+fn lineage_order<'a>(lives: &[&'a Life]) -> Vec<(&'a Life, usize)> {
+    let keys: HashSet<ProcessKey> = lives.iter().map(|l| l.key).collect();
+    let mut created: HashMap<ProcessKey, Vec<&Life>> = HashMap::new();
+    let mut roots = Vec::new();
+    for &life in lives {
+        match life.creator.filter(|c| keys.contains(c)) {
+            Some(creator) => created.entry(creator).or_default().push(life),
+            None => roots.push(life),
+        }
+    }
+    let by_start = |a: &&Life, b: &&Life| (a.start, a.key).cmp(&(b.start, b.key));
+    roots.sort_by(by_start);
+    for list in created.values_mut() {
+        list.sort_by(by_start);
+    }
+    let mut order = Vec::with_capacity(lives.len());
+    let mut stack: Vec<(&Life, usize)> = roots.into_iter().rev().map(|l| (l, 0)).collect();
+    while let Some((life, depth)) = stack.pop() {
+        order.push((life, depth));
+        for &child in created.get(&life.key).into_iter().flatten().rev() {
+            stack.push((child, depth + 1));
+        }
+    }
+    order
+}
+
+/// pid_max is at most 2^22: processes that reused a pid get tracks of their own above it.
+const PID_SPACE: u64 = 1 << 22;
+
+/// A Chrome JSON trace (which the Perfetto UI opens): one process track per process, ordered
+/// and indented by lineage, its lifetime as a slice, exec/rename/signal/orphaning as instants
+/// on it, and findings as instants on it and across the whole timeline.
+pub fn perfetto(history: &History, selection: &Selection) -> Result<Value> {
+    let lives = selection.lives(history)?;
+    let origin = history.start();
+    let micros = |ts: u64| ts.saturating_sub(origin) as f64 / 1000.0;
+    let mut seen_pids: HashMap<u32, u64> = HashMap::new();
+    let mut events = Vec::new();
+    for (sort, (life, depth)) in lineage_order(&lives).into_iter().enumerate() {
+        let reuse = seen_pids.entry(life.key.pid).or_insert(0);
+        let track = u64::from(life.key.pid) + *reuse * PID_SPACE;
+        *reuse += 1;
+        let title = sanitize(&life.title);
+        let name = format!("{}{} {}", "· ".repeat(depth), life.key.pid, title);
+        events.push(
+            json!({"ph": "M", "name": "process_name", "pid": track, "tid": track,
+            "args": {"name": name}}),
+        );
+        events.push(
+            json!({"ph": "M", "name": "process_sort_index", "pid": track, "tid": track,
+            "args": {"sort_index": sort}}),
+        );
+        events.push(
+            json!({"ph": "M", "name": "thread_name", "pid": track, "tid": track,
+            "args": {"name": "lifetime"}}),
+        );
+        let start = life.start.max(selection.from.unwrap_or(0));
+        let end = life
+            .end
+            .unwrap_or(history.end)
+            .min(selection.to.unwrap_or(u64::MAX));
+        let mut args = json!({
+            "pid": life.key.pid,
+            "start_time": life.key.start_time,
+            "title": title,
+            "daemonic": life.daemonic,
+        });
+        if let Some(creator) = life.creator {
+            args["created_by"] = json!(creator.pid);
+        }
+        if let Some(role) = &life.role {
+            args["role"] = json!(sanitize(role));
+        }
+        if let Some((_, new_ppid)) = life.orphaned {
+            args["orphaned_adopted_by"] = json!(new_ppid);
+        }
+        args["end"] = json!(
+            life.how
+                .as_deref()
+                .unwrap_or("alive at the end of the recording")
+        );
+        events.push(
+            json!({"ph": "X", "cat": "process", "name": title, "pid": track,
+            "tid": track, "ts": micros(start), "dur": micros(end) - micros(start), "args": args}),
+        );
+        for mark in life.marks.iter().filter(|m| selection.covers(m.ts)) {
+            let text = sanitize(&mark.text);
+            events.push(json!({"ph": "i", "s": "t", "cat": mark.kind,
+                "name": format!("{} {}", mark.kind, text), "pid": track, "tid": track,
+                "ts": micros(mark.ts), "args": {"detail": text}}));
+            if mark.kind == "finding" {
+                events.push(json!({"ph": "i", "s": "g", "cat": "finding",
+                    "name": format!("FINDING {} {}", life.key.pid, text), "pid": track,
+                    "tid": track, "ts": micros(mark.ts)}));
+            }
+        }
+    }
+    Ok(json!({
+        "displayTimeUnit": "ms",
+        "otherData": {
+            "host": history.header.as_ref().map(|h| sanitize(&h.host).into_owned()),
+            "boot_ns_at_zero": origin,
+        },
+        "traceEvents": events,
+    }))
+}
+
+fn dot_text(text: &str, max: usize) -> String {
+    let text = sanitize(text);
+    let mut cut: String = text.chars().take(max).collect();
+    if text.chars().count() > max {
+        cut.push('…');
+    }
+    cut.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+fn node_id(key: ProcessKey) -> String {
+    format!("p{}_{}", key.pid, key.start_time)
+}
+
+/// A Graphviz lineage graph: an edge from each process to each it created; processes started
+/// by daemonic ones on red edges; an orphan's adoption as a dashed edge from its new parent.
+pub fn dot(history: &History, selection: &Selection) -> Result<String> {
+    let lives = selection.lives(history)?;
+    let keys: HashSet<ProcessKey> = lives.iter().map(|l| l.key).collect();
+    let mut out = String::from(
+        "digraph lineage {\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", \
+         fillcolor=white, fontname=\"DejaVu Sans Mono\", fontsize=10];\n  edge [color=gray40];\n",
+    );
+    for (life, _) in lineage_order(&lives) {
+        let mut label = format!("{} {}", life.key.pid, dot_text(&life.title, 48));
+        if let Some(role) = &life.role {
+            let _ = write!(label, "\\n({})", dot_text(role, 48));
+        }
+        let mut attributes = Vec::new();
+        if life.orphaned.is_some() {
+            label.push_str("\\norphan");
+            attributes.push("fillcolor=\"#ffe08a\", color=darkorange, penwidth=2".to_owned());
+        } else if life.daemonic {
+            attributes.push("fillcolor=\"#f6d5fa\", color=magenta3".to_owned());
+        }
+        if life.daemonic && life.orphaned.is_some() {
+            label.push_str(" (daemonic)");
+        }
+        if let Some(how) = &life.how {
+            let _ = write!(label, "\\n{}", dot_text(how, 48));
+            attributes.push("style=\"rounded,filled,dashed\", fontcolor=gray30".to_owned());
+        }
+        attributes.insert(0, format!("label=\"{label}\""));
+        let _ = writeln!(out, "  {} [{}];", node_id(life.key), attributes.join(", "));
+    }
+    for &life in &lives {
+        if let Some(creator) = life.creator.filter(|c| keys.contains(c)) {
+            let daemonic_parent = history.life(creator).is_some_and(|c| c.daemonic);
+            let style = if daemonic_parent {
+                " [color=red, penwidth=2, label=\"daemonic spawn\", fontcolor=red]"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "  {} -> {}{style};",
+                node_id(creator),
+                node_id(life.key)
+            );
+        }
+        if let Some((ts, new_ppid)) = life.orphaned {
+            let adopter = lives.iter().find(|l| {
+                l.key.pid == new_ppid && l.start <= ts && l.end.is_none_or(|end| end >= ts)
+            });
+            if let Some(adopter) = adopter {
+                let _ = writeln!(
+                    out,
+                    "  {} -> {} [style=dashed, color=darkorange, label=\"adopted\", fontcolor=darkorange, constraint=false];",
+                    node_id(adopter.key),
+                    node_id(life.key)
+                );
+            }
+        }
+    }
+    out.push_str("}\n");
+    Ok(out)
+}
+
+fn snapshot_of(model: &Model, key: ProcessKey, ts: u64) -> Option<Event> {
+    let process = model.get(model.find(key)?);
+    Some(Event::Snapshot(Snapshot {
+        ts,
+        pid: process.key.pid,
+        start_time: process.key.start_time,
+        ppid: process.ppid,
+        comm: process.comm.clone(),
+        cmdline: process.cmdline.clone(),
+        cmdline_truncated: false,
+        uid: process.uid,
+        pgid: process.pgid,
+        sid: process.sid,
+        kernel_thread: process.kernel_thread,
+        env: process.env.clone(),
+    }))
+}
+
+/// A trace of the selection that `replay` reads like any other: processes alive at `from`
+/// become snapshot lines at `from`, then the selection's observed events up to `to`.
+/// Derived lines (findings, reparents the model derives) are left out: replay derives them.
+pub fn jsonl(
+    path: &Path,
+    history: &History,
+    selection: &Selection,
+    lenient: bool,
+    rules: Option<Rules>,
+) -> Result<Vec<u8>> {
+    let keys: HashSet<ProcessKey> = selection.lives(history)?.iter().map(|l| l.key).collect();
+    let (mut header, reader) = TraceReader::open(path)?;
+    let reader = reader.lenient(lenient);
+    let mut lines: Vec<Event> = Vec::new();
+    if let Some(from) = selection.from.filter(|&f| f > header.ts) {
+        let (pipeline, _, _) = replay_with(path, Some(from), lenient, rules, NullSink)?;
+        let mut alive: Vec<ProcessKey> = keys
+            .iter()
+            .copied()
+            .filter(|&k| pipeline.model.find(k).is_some())
+            .collect();
+        alive.sort();
+        lines.extend(
+            alive
+                .into_iter()
+                .filter_map(|k| snapshot_of(&pipeline.model, k, from)),
+        );
+        header.ts = from;
+    }
+    let after = selection.from.unwrap_or(0);
+    for event in reader {
+        let event = event?;
+        if event.is_derived() || event.ts() > selection.to.unwrap_or(u64::MAX) {
+            continue;
+        }
+        if selection.from.is_some() && event.ts() <= after {
+            continue;
+        }
+        let wanted = match &event {
+            Event::Lost(_) => true,
+            _ => selection.pid.is_none() || keys.contains(&event.key()),
+        };
+        if wanted {
+            lines.push(event);
+        }
+    }
+    let mut out = serde_json::to_vec(&header).context("cannot encode the trace header")?;
+    out.push(b'\n');
+    for event in &lines {
+        serde_json::to_writer(&mut out, event).context("cannot encode an event")?;
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+/// Writes `bytes` to `path` as a new private file (mode 0600): written under a temporary
+/// name in the same directory, synced, then renamed over `path`, so that a reader sees the
+/// old file or the whole new one, and nothing at `path` is written through.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("cannot write {}: not a file name", path.display()))?;
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let mut temporary_name = std::ffi::OsString::from(".");
+    temporary_name.push(name);
+    temporary_name.push(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        crate::host::boottime_ns()
+    ));
+    let temporary = directory.join(temporary_name);
+    let result = (|| -> Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)?;
+        Ok(())
+    })();
+    if let Err(error) = result {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(error.context(format!("cannot write {}", path.display())));
+    }
+    Ok(())
+}
