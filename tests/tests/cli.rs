@@ -146,7 +146,14 @@ fn report_tells_who_killed_the_worker_and_what_it_left() {
 }
 
 /// The commands that read a trace file.
-const READERS: [&[&str]; 3] = [&["replay"], &["replay", "--json"], &["report"]];
+const READERS: [&[&str]; 6] = [
+    &["replay"],
+    &["replay", "--json"],
+    &["report"],
+    &["export", "--format", "perfetto"],
+    &["export", "--format", "dot"],
+    &["export", "--format", "jsonl"],
+];
 
 #[test]
 fn bad_trace_files_are_one_line_errors_naming_file_and_line() {
@@ -234,6 +241,9 @@ fn a_hundred_mib_line_is_refused_or_skipped_without_holding_it() {
     );
     assert!(out.contains("1 orphaned"), "{out}");
     let output = tracer(&["report", "--lenient", path]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("skipped 1 bad lines"));
+    let output = tracer(&["export", "--lenient", "--format", "dot", path]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("skipped 1 bad lines"));
 }

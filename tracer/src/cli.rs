@@ -520,7 +520,7 @@ fn replay_command(args: &ReplayArgs) -> Result<()> {
         replay::replay_with(file, until, read.lenient, rules, NullSink)?;
     let model = &pipeline.model;
     for note in replay::read_notes(file, &summary) {
-        eprintln!("tracer: {note}");
+        eprintln!("tracer: {}", sanitize(&note));
     }
     if json {
         let out = serde_json::to_string_pretty(&model.view()).context("cannot encode the tree")?;
@@ -607,6 +607,9 @@ fn export_command(request: &ExportRequest) -> Result<()> {
         bail!("--from is after --to");
     }
     let history = export::history(file, lenient, rules.clone())?;
+    for note in &history.read_notes {
+        eprintln!("tracer: {}", sanitize(note));
+    }
     let bytes = match format {
         ExportFormat::Perfetto => {
             let mut bytes = serde_json::to_vec(&export::perfetto(&history, &selection)?)
@@ -658,7 +661,7 @@ async fn run(cli: Cli) -> Result<()> {
             let rules = rules.map(|path| Rules::load(Some(&path))).transpose()?;
             let report = crate::report::build(&file, read.lenient, rules)?;
             for note in &report.read_notes {
-                eprintln!("tracer: {note}");
+                eprintln!("tracer: {}", sanitize(note));
             }
             if json {
                 let out =
@@ -763,7 +766,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("tracer: error: {error:#}");
+            eprintln!("tracer: error: {}", sanitize(&format!("{error:#}")));
             ExitCode::FAILURE
         }
     }

@@ -16,7 +16,7 @@ use crate::event::{Event, Finding, ProcessKey, Snapshot};
 use crate::ingest::{Sink, Status};
 use crate::model::{Model, Origin};
 use crate::render::{exit_description, signal_name};
-use crate::replay::replay_with;
+use crate::replay::{read_notes, replay_with};
 use crate::roles::Rules;
 use crate::sanitize::sanitize;
 use crate::sink::NullSink;
@@ -58,6 +58,8 @@ pub struct History {
     pub findings: Vec<Finding>,
     /// The latest event time.
     pub end: u64,
+    /// What the read left out (a torn last line, lines `--lenient` skipped).
+    pub read_notes: Vec<String>,
 }
 
 impl History {
@@ -224,8 +226,10 @@ impl Sink for History {
 
 /// Replays the whole recording into a [`History`].
 pub fn history(path: &Path, lenient: bool, rules: Option<Rules>) -> Result<History> {
-    let (pipeline, _, _) = replay_with(path, None, lenient, rules, History::default())?;
-    Ok(pipeline.sink)
+    let (pipeline, _, summary) = replay_with(path, None, lenient, rules, History::default())?;
+    let mut history = pipeline.sink;
+    history.read_notes = read_notes(path, &summary);
+    Ok(history)
 }
 
 /// Which part of a recording to export.
