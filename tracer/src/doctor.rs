@@ -4,7 +4,7 @@ use std::fmt;
 
 use aya::maps::MapType;
 
-use crate::kernel::preflight::{self, BTF_PATH};
+use crate::kernel::preflight;
 use crate::kernel::{ProbeOptions, Probes, layout};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +81,8 @@ pub fn checks() -> Vec<Check> {
                 let table = layout::resolve(&btf)?;
                 let exit = layout::check_tracepoints(&btf)?;
                 Ok(format!(
-                    "{BTF_PATH}: {} layout entries resolved, exit probe {exit:?}",
+                    "{}: {} layout entries resolved, exit probe {exit:?}",
+                    preflight::btf_path().display(),
                     table.len()
                 ))
             }),

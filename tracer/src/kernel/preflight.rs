@@ -17,10 +17,33 @@ const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
+/// Reads the kernel's facts (release, BTF) under this directory instead of `/`: how the tests
+/// show the refusals a host without BTF, with an old kernel or with a changed kernel layout
+/// gets, without such a host.
+pub const KERNEL_ROOT_ENV: &str = "TRACER_KERNEL_ROOT";
+
+fn kernel_root() -> Option<PathBuf> {
+    std::env::var_os(KERNEL_ROOT_ENV).map(PathBuf::from)
+}
+
 pub fn kernel_release() -> String {
+    if let Some(root) = kernel_root() {
+        return std::fs::read_to_string(root.join("proc/sys/kernel/osrelease"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+    }
     nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// Where the kernel's BTF is read from.
+pub fn btf_path() -> PathBuf {
+    match kernel_root() {
+        Some(root) => root.join(BTF_PATH.trim_start_matches('/')),
+        None => PathBuf::from(BTF_PATH),
+    }
 }
 
 /// `6.18.44-foo` → `(6, 18)`.
@@ -67,7 +90,7 @@ pub fn require_privileges() -> Result<()> {
 }
 
 pub fn kernel_btf() -> Result<Btf> {
-    kernel_btf_at(Path::new(BTF_PATH))
+    kernel_btf_at(&btf_path())
 }
 
 pub fn kernel_btf_at(path: &Path) -> Result<Btf> {

@@ -88,8 +88,13 @@ impl Probes {
             bail!("ring buffer size {ring_bytes} must be a power of two of at least 4096 bytes");
         }
         let btf = preflight::kernel_btf()?;
-        let table = layout::resolve(&btf).map_err(|e| anyhow!(e))?;
-        let fitting = layout::check_tracepoints(&btf).map_err(|e| anyhow!(e))?;
+        let unsupported = |e: String| {
+            anyhow!(
+                "{e}: this kernel is not supported; please report it with the output of `tracer doctor`"
+            )
+        };
+        let table = layout::resolve(&btf).map_err(unsupported)?;
+        let fitting = layout::check_tracepoints(&btf).map_err(unsupported)?;
         let exit_probe = options.exit_probe.unwrap_or(fitting);
         drop(btf);
         let aya_btf = AyaBtf::from_sys_fs().context("cannot read the kernel's BTF")?;
