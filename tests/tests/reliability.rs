@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use support::{Held, Recording, TRACER, WORKLOAD, kernel_test, pid, wait_bounded};
+use support::{Held, Recording, TRACER, WORKLOAD, kernel_test, peak_rss_kib, pid, wait_bounded};
 use tracer::event::Event;
 
 /// The eBPF programs a process holds open (its probes and their links).
@@ -201,16 +201,6 @@ fn a_recycled_pid_is_never_merged_with_its_previous_holder() {
         );
     }
     assert_eq!(trace.lost().total(), 0);
-}
-
-/// Peak resident memory of a process, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
 }
 
 fn spawn_workload(args: &[&str]) -> std::process::Child {

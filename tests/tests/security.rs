@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::{Command, Stdio};
 
-use support::{Held, Recording, TRACER, Trace, kernel_test, pid, wait_bounded};
+use support::{Held, Recording, TRACER, Trace, kernel_test, peak_rss_kib, pid, wait_bounded};
 use tracer::event::Event;
 
 const SECRET_ARG: &str = "hunter2-5531";
@@ -190,16 +190,6 @@ fn reading_allowlisted_environments_keeps_only_ptrace() {
     );
     assert_capabilities(&recording, 1 << 19);
     recording.stop();
-}
-
-/// Peak resident memory of a process, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
 }
 
 /// Output meant for a terminal holds nothing a terminal would act on.

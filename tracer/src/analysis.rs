@@ -751,15 +751,21 @@ mod tests {
         }
     }
 
-    /// Celery main 100 forks pool worker 101, which forks two children from a task; the
-    /// main process enforces a hard time limit on 101.
-    fn celery_hard_time_limit() -> Host {
+    /// A host with Celery main process 100 under init.
+    fn celery_main() -> Host {
         let mut host = Host::new();
         host.snapshot(
             100,
             1,
             "[celeryd: w1@host:MainProcess] -active- (-A tasks worker)",
         );
+        host
+    }
+
+    /// Celery main 100 forks pool worker 101, which forks two children from a task; the
+    /// main process enforces a hard time limit on 101.
+    fn celery_hard_time_limit() -> Host {
+        let mut host = celery_main();
         host.fork(101, 100);
         host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
         host.fork(102, 101);
@@ -806,12 +812,7 @@ mod tests {
 
     #[test]
     fn findings_resting_on_a_gap_are_uncertain_and_others_are_not() {
-        let mut host = Host::new();
-        host.snapshot(
-            100,
-            1,
-            "[celeryd: w1@host:MainProcess] -active- (-A tasks worker)",
-        );
+        let mut host = celery_main();
         // A loss long before the pool worker exists: nothing it rests on was alive.
         let before = host.ts;
         lose(&mut host, 5, before);
@@ -833,12 +834,7 @@ mod tests {
         }
 
         // The same story without the second loss: certain.
-        let mut host = Host::new();
-        host.snapshot(
-            100,
-            1,
-            "[celeryd: w1@host:MainProcess] -active- (-A tasks worker)",
-        );
+        let mut host = celery_main();
         let before = host.ts;
         lose(&mut host, 5, before);
         host.fork(101, 100);
@@ -858,12 +854,7 @@ mod tests {
 
     #[test]
     fn a_process_first_seen_late_makes_its_findings_uncertain() {
-        let mut host = Host::new();
-        host.snapshot(
-            100,
-            1,
-            "[celeryd: w1@host:MainProcess] -active- (-A tasks worker)",
-        );
+        let mut host = celery_main();
         // Pool worker 101's start was never seen: it shows up in an exec.
         let ts = host.tick(1);
         host.apply(fixtures::exec(

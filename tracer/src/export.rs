@@ -4,9 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::fs::OpenOptions;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -20,7 +18,7 @@ use crate::replay::{read_notes, replay_with};
 use crate::roles::Rules;
 use crate::sanitize::sanitize;
 use crate::sink::NullSink;
-use crate::trace::{TraceHeader, TraceReader};
+use crate::trace::{PrivateFile, TraceHeader, TraceReader};
 
 /// Something that happened to a process at one moment.
 #[derive(Clone, Debug)]
@@ -527,36 +525,17 @@ pub fn jsonl(
 /// name in the same directory, synced, then renamed over `path`, so that a reader sees the
 /// old file or the whole new one, and nothing at `path` is written through.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("cannot write {}: not a file name", path.display()))?;
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut temporary_name = std::ffi::OsString::from(".");
-    temporary_name.push(name);
-    temporary_name.push(format!(
-        ".{}.{}.tmp",
-        std::process::id(),
-        crate::host::boottime_ns()
-    ));
-    let temporary = directory.join(temporary_name);
-    let result = (|| -> Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)?;
-        Ok(())
-    })();
-    if let Err(error) = result {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(error.context(format!("cannot write {}", path.display())));
+    let cannot = |e: std::io::Error| anyhow!("cannot write {}: {e}", path.display());
+    let mut private = PrivateFile::create_beside(path).map_err(cannot)?;
+    match private
+        .file
+        .write_all(bytes)
+        .and_then(|()| private.file.sync_all())
+    {
+        Ok(()) => private.publish().map(drop).map_err(cannot),
+        Err(error) => {
+            private.discard();
+            Err(cannot(error))
+        }
     }
-    Ok(())
 }

@@ -79,35 +79,12 @@ pub struct TraceWriter {
 impl TraceWriter {
     /// Creates the trace at `path` as a new private file (mode 0600). Whatever stood at that
     /// path (a file someone else holds open, a FIFO, a symlink) is replaced, never opened or
-    /// followed: the file is created exclusively under a temporary name in the same directory
-    /// and renamed over the path.
+    /// followed (see [`PrivateFile`]). The file has its final name from the start, so a
+    /// recorder that is killed leaves what it wrote where it was asked to.
     pub fn create(path: &Path) -> Result<TraceWriter> {
-        let name = path
-            .file_name()
-            .ok_or_else(|| anyhow!("cannot create trace {}: not a file name", path.display()))?;
-        let directory = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        let mut temporary_name = std::ffi::OsString::from(".");
-        temporary_name.push(name);
-        temporary_name.push(format!(
-            ".{}.{}.tmp",
-            std::process::id(),
-            crate::host::boottime_ns()
-        ));
-        let temporary = directory.join(temporary_name);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&temporary)
+        let file = PrivateFile::create_beside(path)
+            .and_then(PrivateFile::publish)
             .map_err(|e| anyhow!("cannot create trace {}: {e}", path.display()))?;
-        if let Err(e) = std::fs::rename(&temporary, path) {
-            let _ = std::fs::remove_file(&temporary);
-            bail!("cannot create trace {}: {e}", path.display());
-        }
         Ok(TraceWriter {
             out: BufWriter::with_capacity(256 << 10, file),
             path: path.to_owned(),
@@ -144,6 +121,62 @@ impl TraceWriter {
             .get_ref()
             .sync_all()
             .with_context(|| format!("cannot sync trace {}", self.path.display()))
+    }
+}
+
+/// A new private file (mode 0600) created exclusively, never through a symlink, under a
+/// temporary name beside `path`, to be renamed over `path` once ready: whatever stood at
+/// `path` (a file someone holds open, a FIFO, a symlink) is replaced, never opened or
+/// written through, and a reader sees the old file or the new one.
+pub struct PrivateFile {
+    pub file: File,
+    temporary: PathBuf,
+    path: PathBuf,
+}
+
+impl PrivateFile {
+    pub fn create_beside(path: &Path) -> std::io::Result<PrivateFile> {
+        let name = path.file_name().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name")
+        })?;
+        let directory = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let mut temporary_name = std::ffi::OsString::from(".");
+        temporary_name.push(name);
+        temporary_name.push(format!(
+            ".{}.{}.tmp",
+            std::process::id(),
+            crate::host::boottime_ns()
+        ));
+        let temporary = directory.join(temporary_name);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&temporary)?;
+        Ok(PrivateFile {
+            file,
+            temporary,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Renames the file over its path; on failure, removes it.
+    pub fn publish(self) -> std::io::Result<File> {
+        match std::fs::rename(&self.temporary, &self.path) {
+            Ok(()) => Ok(self.file),
+            Err(error) => {
+                self.discard();
+                Err(error)
+            }
+        }
+    }
+
+    pub fn discard(self) {
+        let _ = std::fs::remove_file(&self.temporary);
     }
 }
 
