@@ -467,14 +467,7 @@ fn replay_screen(args: &ReplayArgs, rules: Option<Rules>) -> Result<()> {
     let mut view = options.view();
     let screen = tui::draw::Screen {
         name: &name,
-        status: format!(
-            "{} processes, {} daemonic, {} orphaned | {} events | lost {}",
-            state.model.live_count(),
-            state.model.daemonic_count(),
-            state.model.orphan_count(),
-            state.events,
-            state.model.stats.lost.total()
-        ),
+        status: state.status(),
         model: &state.model,
         feed: &state.feed,
         now: at,

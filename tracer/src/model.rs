@@ -246,6 +246,22 @@ impl Model {
         self.children.get(&pid).map_or(&[], Vec::as_slice)
     }
 
+    /// The live children of `pid` that `keep` accepts, by pid: the order trees are shown in.
+    pub fn children_by_pid(
+        &self,
+        pid: u32,
+        keep: impl Fn(ProcessIndex) -> bool,
+    ) -> Vec<ProcessIndex> {
+        let mut children: Vec<ProcessIndex> = self
+            .children_of(pid)
+            .iter()
+            .copied()
+            .filter(|&c| keep(c))
+            .collect();
+        children.sort_by_key(|&c| self.get(c).key.pid);
+        children
+    }
+
     pub fn live_count(&self) -> usize {
         self.by_pid.len()
     }

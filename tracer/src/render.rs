@@ -127,16 +127,7 @@ fn annotations(model: &Model, process: &Process) -> String {
 pub fn tree_lines(model: &Model, style: &TreeStyle) -> Vec<String> {
     let mut lines = Vec::new();
     let visible = |index: ProcessIndex| style.kernel_threads || !model.get(index).kernel_thread;
-    let sorted_children = |pid: u32| {
-        let mut children: Vec<ProcessIndex> = model
-            .children_of(pid)
-            .iter()
-            .copied()
-            .filter(|&c| visible(c))
-            .collect();
-        children.sort_by_key(|&c| model.get(c).key.pid);
-        children
-    };
+    let sorted_children = |pid: u32| model.children_by_pid(pid, visible);
     // Depth-first with an explicit stack: process trees can be deeper than the call stack.
     let mut stack: Vec<(ProcessIndex, String, bool, bool)> = model
         .roots()

@@ -198,14 +198,7 @@ pub fn replay(
     let mut step: u64 = 1_000_000_000;
     let mut state = timeline.at(at)?;
     loop {
-        let status = format!(
-            "{} processes, {} daemonic, {} orphaned | {} events | lost {}",
-            state.model.live_count(),
-            state.model.daemonic_count(),
-            state.model.orphan_count(),
-            state.events,
-            state.model.stats.lost.total()
-        );
+        let status = state.status();
         let position = format!(
             "at +{} of {} ({at} ns since boot) | step {} | [ ] step  - + step size  {{ }} findings ({})  0 $ start, end",
             duration(at.saturating_sub(timeline.start())),

@@ -47,6 +47,20 @@ pub struct State {
     pub events: u64,
 }
 
+impl State {
+    /// The status line of a replayed moment.
+    pub fn status(&self) -> String {
+        format!(
+            "{} processes, {} daemonic, {} orphaned | {} events | lost {}",
+            self.model.live_count(),
+            self.model.daemonic_count(),
+            self.model.orphan_count(),
+            self.events,
+            self.model.stats.lost.total()
+        )
+    }
+}
+
 struct Checkpoint {
     /// Events (of `Timeline::events`) applied.
     applied: usize,

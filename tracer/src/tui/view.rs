@@ -187,14 +187,7 @@ impl View {
                 continue;
             };
             let pid = model.get(index).key.pid;
-            let mut children: Vec<ProcessIndex> = model
-                .children_of(pid)
-                .iter()
-                .copied()
-                .filter(|&c| visible(c))
-                .collect();
-            children.sort_by_key(|&c| model.get(c).key.pid);
-            for child in children {
+            for child in model.children_by_pid(pid, visible) {
                 nodes.push(Node {
                     item: Item::Live(child),
                     children: Vec::new(),
