@@ -71,10 +71,16 @@ fn replay_shows_the_orphan_under_init_with_its_lost_parent() {
         lines[2],
         "└─ 102 python3 train.py \\x1b[2J  orphaned: parent 101 [[celeryd: w1@ho] exited 0ms ago"
     );
+    // The orphans again, with what they belonged to: on a busy host the tree hides them.
+    assert_eq!(
+        lines[3],
+        "-- orphan 102 python3 train.py \\x1b[2J under 1, parent 101 [[celeryd: w1@ho] died 0ms ago \
+         [celery_node=w1@host celery_worker=1]"
+    );
     assert!(
-        lines[3].starts_with("-- worker-7 at +3.0s (8 events): 3 processes alive, 1 orphaned"),
+        lines[4].starts_with("-- worker-7 at +3.0s (8 events): 3 processes alive, 1 orphaned"),
         "{}",
-        lines[3]
+        lines[4]
     );
 
     // Before the kill, the worker and its child sit under the main process.

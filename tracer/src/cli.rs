@@ -22,7 +22,7 @@ use crate::kernel::ProbeOptions;
 use crate::live::{self, LiveOptions, LiveSummary};
 use crate::model::Model;
 use crate::privacy::Privacy;
-use crate::render::{TreeStyle, duration, tree_lines};
+use crate::render::{TreeStyle, duration, orphan_lines, tree_lines};
 use crate::replay::{self, Anchors, needs_whole_trace, parse_at};
 use crate::roles::Rules;
 use crate::sanitize::{escape_json_for_terminal, sanitize};
@@ -334,7 +334,7 @@ async fn watch(
     let mut pipeline = Pipeline::new(
         Model::new(host::clock_tick_ns()),
         Analyzer::new(Rules::load(capture.rules.as_deref())?),
-        TerminalSink::new(mode, kernel_threads),
+        TerminalSink::default(),
     );
     let stop = termination()?;
     let summary = live::run(&options, &mut pipeline, stop, |ready| {
@@ -530,6 +530,10 @@ fn replay_command(args: &ReplayArgs) -> Result<()> {
     };
     for line in tree_lines(model, &style) {
         println!("{line}");
+    }
+    // On a busy host the tree puts orphans out of sight: they are listed again here.
+    for line in orphan_lines(model, 20, style.width) {
+        println!("-- {line}");
     }
     println!(
         "-- {} at +{} ({} events): {} processes alive, {} orphaned, {} kernel records lost",

@@ -1,15 +1,13 @@
 //! Where events end up: a trace file, or a terminal.
 
 use std::io::{BufWriter, IsTerminal, Stdout, Write};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use crossterm::{cursor, execute, queue, terminal};
 
 use crate::event::Event;
 use crate::ingest::{Sink, Status};
 use crate::model::Model;
-use crate::render::{TreeStyle, event_line, orphan_lines, status_line, tree_lines};
+use crate::render::{event_line, status_line};
 use crate::trace::{TraceHeader, TraceWriter};
 
 /// Records every event to a trace file.
@@ -48,7 +46,7 @@ impl Sink for RecordSink {
 /// How `watch` shows the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WatchMode {
-    /// The tree, redrawn in place (a terminal).
+    /// The full-screen tree (a terminal): see [`crate::tui`].
     Tree,
     /// One line per event (a pipe, a file, or `--plain`).
     Lines,
@@ -64,140 +62,44 @@ impl WatchMode {
     }
 }
 
-/// The terminal view of `watch`.
+/// `watch --plain`: one line per event, and the status at the end.
 pub struct TerminalSink {
-    mode: WatchMode,
-    style: TreeStyle,
+    color: bool,
     /// Flushed at each batch: one write per batch, not per event.
     out: BufWriter<Stdout>,
-    last_draw: Option<Instant>,
-    dirty: bool,
-    on_screen: bool,
 }
 
-/// Redraws at most this often, however fast events arrive.
-const REDRAW_INTERVAL: Duration = Duration::from_millis(250);
-
-impl TerminalSink {
-    pub fn new(mode: WatchMode, kernel_threads: bool) -> Self {
+impl Default for TerminalSink {
+    fn default() -> Self {
         TerminalSink {
-            mode,
-            style: TreeStyle {
-                color: std::io::stdout().is_terminal(),
-                kernel_threads,
-                width: None,
-            },
+            color: std::io::stdout().is_terminal(),
             out: BufWriter::with_capacity(64 << 10, std::io::stdout()),
-            last_draw: None,
-            dirty: true,
-            on_screen: false,
         }
-    }
-
-    fn draw(&mut self, model: &Model, status: &Status) -> Result<()> {
-        let (columns, rows) = terminal::size().unwrap_or((120, 40));
-        self.style.width = Some(columns as usize);
-        let mut frame = String::new();
-        let mut header = format!(
-            "tracer watch | {} | Ctrl-C quits",
-            status_line(model, status)
-        );
-        header.truncate(
-            header
-                .char_indices()
-                .nth(columns as usize)
-                .map_or(header.len(), |(i, _)| i),
-        );
-        frame.push_str(&header);
-        frame.push_str("\r\n");
-        // Orphans first: on a busy host the tree puts them out of sight.
-        let orphans = orphan_lines(model, 5, self.style.width);
-        for line in &orphans {
-            if self.style.color {
-                frame.push_str("\x1b[33m");
-                frame.push_str(line);
-                frame.push_str("\x1b[0m\x1b[K\r\n");
-            } else {
-                frame.push_str(line);
-                frame.push_str("\x1b[K\r\n");
-            }
-        }
-        let lines = tree_lines(model, &self.style);
-        let room = (rows as usize).saturating_sub(2 + orphans.len());
-        for line in lines.iter().take(room) {
-            frame.push_str(line);
-            frame.push_str("\x1b[K\r\n");
-        }
-        if lines.len() > room {
-            frame.push_str(&format!("... {} more", lines.len() - room));
-        }
-        queue!(
-            self.out,
-            cursor::MoveTo(0, 0),
-            terminal::Clear(terminal::ClearType::All)
-        )?;
-        self.out.write_all(frame.as_bytes())?;
-        self.out.flush()?;
-        Ok(())
     }
 }
 
 impl Sink for TerminalSink {
     fn header(&mut self, _header: &TraceHeader) -> Result<()> {
-        if self.mode == WatchMode::Tree {
-            execute!(self.out, terminal::EnterAlternateScreen, cursor::Hide)
-                .context("cannot set up the terminal")?;
-            self.on_screen = true;
-        }
         Ok(())
     }
 
     fn event(&mut self, event: &Event, _model: &Model) -> Result<()> {
-        match self.mode {
-            WatchMode::Tree => self.dirty = true,
-            // The bootstrap snapshot is the starting state, not news.
-            WatchMode::Lines if matches!(event, Event::Snapshot(_)) => {}
-            WatchMode::Lines => {
-                writeln!(self.out, "{}", event_line(event, self.style.color))
-                    .context("cannot write to standard output")?;
-            }
+        // The bootstrap snapshot is the starting state, not news.
+        if !matches!(event, Event::Snapshot(_)) {
+            writeln!(self.out, "{}", event_line(event, self.color))
+                .context("cannot write to standard output")?;
         }
         Ok(())
     }
 
-    fn flush(&mut self, model: &Model, status: &Status) -> Result<()> {
-        match self.mode {
-            WatchMode::Lines => self.out.flush().context("cannot write to standard output"),
-            WatchMode::Tree => {
-                let due = self
-                    .last_draw
-                    .is_none_or(|last| last.elapsed() >= REDRAW_INTERVAL);
-                if self.dirty && due {
-                    self.draw(model, status)?;
-                    self.dirty = false;
-                    self.last_draw = Some(Instant::now());
-                }
-                Ok(())
-            }
-        }
+    fn flush(&mut self, _model: &Model, _status: &Status) -> Result<()> {
+        self.out.flush().context("cannot write to standard output")
     }
 
     fn finish(&mut self, model: &Model, status: &Status) -> Result<()> {
-        if self.on_screen {
-            execute!(self.out, cursor::Show, terminal::LeaveAlternateScreen)?;
-            self.on_screen = false;
-        }
         writeln!(self.out, "tracer watch: {}", status_line(model, status))?;
         self.out.flush()?;
         Ok(())
-    }
-}
-
-impl Drop for TerminalSink {
-    fn drop(&mut self) {
-        if self.on_screen {
-            let _ = execute!(self.out, cursor::Show, terminal::LeaveAlternateScreen);
-        }
     }
 }
 
