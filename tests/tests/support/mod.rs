@@ -109,6 +109,14 @@ fn wait_for_line(receiver: &mpsc::Receiver<String>, needle: &str, log: &Mutex<St
     }
 }
 
+/// Takes a child's piped stderr and waits (bounded) for a line containing `needle`, as a
+/// tracer says it is attached and bootstrapped; the rest of stderr keeps being collected.
+pub fn wait_for_stderr_line(child: &mut Child, needle: &str) -> Arc<Mutex<String>> {
+    let (log, lines) = capture_stderr(child);
+    wait_for_line(&lines, needle, &log);
+    log
+}
+
 /// A running `tracer record`.
 pub struct Recording {
     child: Child,
