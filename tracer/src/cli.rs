@@ -252,14 +252,6 @@ fn termination() -> Result<impl Future<Output = ()>> {
     })
 }
 
-fn privileges_note(summary: &LiveSummary) -> String {
-    summary
-        .privileges
-        .as_ref()
-        .map(|dropped| format!(", {dropped}"))
-        .unwrap_or_default()
-}
-
 fn lost_note(summary: &LiveSummary) -> String {
     let lost = summary.lost.total();
     if lost == 0 {
@@ -294,10 +286,10 @@ async fn record(output: &Path, capture: &CaptureArgs) -> Result<()> {
     let stop = termination()?;
     let result = live::run(&options, &mut pipeline, stop, |ready| {
         eprintln!(
-            "tracer: recording to {}: {} processes in the snapshot{}; SIGINT or SIGTERM stops",
+            "tracer: recording to {}: {} processes in the snapshot, {}; SIGINT or SIGTERM stops",
             sanitize(&output.display().to_string()),
             ready.snapshot,
-            privileges_note(ready)
+            ready.privileges
         );
     })
     .await;
@@ -329,7 +321,7 @@ async fn watch(
     let options = capture.options()?;
     let mode = WatchMode::detect(plain);
     if mode == WatchMode::Tree {
-        return watch_tui(capture, view.options(kernel_threads)).await;
+        return watch_tui(capture, options, view.options(kernel_threads)).await;
     }
     let mut pipeline = Pipeline::new(
         Model::new(host::clock_tick_ns()),
@@ -340,9 +332,8 @@ async fn watch(
     let summary = live::run(&options, &mut pipeline, stop, |ready| {
         if mode == WatchMode::Lines {
             eprintln!(
-                "tracer: watching {} processes{}; SIGINT or SIGTERM stops",
-                ready.snapshot,
-                privileges_note(ready)
+                "tracer: watching {} processes, {}; SIGINT or SIGTERM stops",
+                ready.snapshot, ready.privileges
             );
         }
     })
@@ -363,7 +354,11 @@ impl ViewArgs {
     }
 }
 
-async fn watch_tui(capture: &CaptureArgs, options: ViewOptions) -> Result<()> {
+async fn watch_tui(
+    capture: &CaptureArgs,
+    live_options: LiveOptions,
+    options: ViewOptions,
+) -> Result<()> {
     let quit = Rc::new(Notify::new());
     let mut pipeline = Pipeline::new(
         Model::new(host::clock_tick_ns()),
@@ -380,7 +375,7 @@ async fn watch_tui(capture: &CaptureArgs, options: ViewOptions) -> Result<()> {
     let live_options = LiveOptions {
         // Keys are read at each tick: this bounds how long a key waits on a quiet host.
         tick: Duration::from_millis(50),
-        ..capture.options()?
+        ..live_options
     };
     let summary = live::run(&live_options, &mut pipeline, stop, |_| {}).await?;
     if summary.lost.total() > 0 {

@@ -16,7 +16,7 @@ use crate::ingest::{Pipeline, Sink, Status, order};
 use crate::kernel::preflight::kernel_release;
 use crate::kernel::privileges::{self, Dropped};
 use crate::kernel::{ProbeOptions, Probes};
-use crate::privacy::{ENVIRON_CAP, Privacy};
+use crate::privacy::Privacy;
 use crate::procfs::ProcFs;
 use crate::trace::TraceHeader;
 use caps::Capability;
@@ -37,8 +37,6 @@ pub struct LiveOptions {
     pub tick: Duration,
     /// Redaction and the environment allowlist, applied before events reach the pipeline.
     pub privacy: Privacy,
-    /// Give up capabilities once the probes are attached (see [`privileges`]).
-    pub drop_privileges: bool,
 }
 
 impl Default for LiveOptions {
@@ -49,7 +47,6 @@ impl Default for LiveOptions {
             batch_max: 4096,
             tick: Duration::from_millis(250),
             privacy: Privacy::default(),
-            drop_privileges: true,
         }
     }
 }
@@ -71,7 +68,7 @@ pub struct LiveSummary {
     pub lost: LostCounts,
     pub reparent_checks: ReparentChecks,
     /// What the tracer kept of its privileges after attaching.
-    pub privileges: Option<Dropped>,
+    pub privileges: Dropped,
 }
 
 struct Capture<'a, S> {
@@ -103,10 +100,8 @@ impl<S: Sink> Capture<'_, S> {
                         exec.cmdline = full;
                         exec.cmdline_truncated = truncated;
                     }
-                    if self.privacy.captures_env()
-                        && let Some(raw) = self.procfs.environ_of(key, ENVIRON_CAP)
-                    {
-                        exec.env = self.privacy.env_from(&raw);
+                    if let Some(env) = self.procfs.allowlisted_env(key, self.privacy) {
+                        exec.env = env;
                     }
                 }
                 Event::Rename(rename) if rename.cmdline.is_none() || rename.cmdline_truncated => {
@@ -219,18 +214,15 @@ pub async fn run<S: Sink>(
     ready: impl FnOnce(&LiveSummary),
 ) -> Result<LiveSummary> {
     let mut probes = Probes::load(&options.probes)?;
-    let privileges = if options.drop_privileges {
-        let hidepid = std::fs::read_to_string("/proc/self/mountinfo")
-            .is_ok_and(|mounts| privileges::proc_hides_pids(&mounts));
-        let keep = if options.privacy.captures_env() || hidepid {
-            &[Capability::CAP_SYS_PTRACE][..]
-        } else {
-            &[]
-        };
-        Some(privileges::drop_all_except(keep)?)
+    // Before any other thread exists: every thread then inherits the reduced set.
+    let hidepid = std::fs::read_to_string("/proc/self/mountinfo")
+        .is_ok_and(|mounts| privileges::proc_hides_pids(&mounts));
+    let keep = if options.privacy.captures_env() || hidepid {
+        &[Capability::CAP_SYS_PTRACE][..]
     } else {
-        None
+        &[]
     };
+    let privileges = privileges::drop_all_except(keep)?;
     let started = host::boottime_ns();
     let tick_ns = host::clock_tick_ns();
     let procfs = ProcFs::host(tick_ns);
@@ -242,14 +234,12 @@ pub async fn run<S: Sink>(
     let scan = tokio::task::spawn_blocking(move || {
         let mut snapshot = scanner.snapshot(started);
         for process in &mut snapshot {
-            if privacy.captures_env() {
-                let key = ProcessKey {
-                    pid: process.pid,
-                    start_time: process.start_time,
-                };
-                if let Some(raw) = scanner.environ_of(key, ENVIRON_CAP) {
-                    process.env = privacy.env_from(&raw);
-                }
+            let key = ProcessKey {
+                pid: process.pid,
+                start_time: process.start_time,
+            };
+            if let Some(env) = scanner.allowlisted_env(key, &privacy) {
+                process.env = env;
             }
             privacy.redact_args(&mut process.cmdline);
         }

@@ -4,7 +4,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::event::{ProcessKey, Snapshot, split_args};
+use crate::event::{Environment, ProcessKey, Snapshot, split_args};
+use crate::privacy::{ENVIRON_CAP, Privacy};
 
 /// `task_struct::flags` bit of kernel threads, as `/proc/PID/stat` shows it.
 const PF_KTHREAD: u64 = 0x0020_0000;
@@ -116,12 +117,15 @@ impl ProcFs {
         (self.is_same(key, &stat) && !raw.is_empty()).then(|| (split_args(&raw), truncated))
     }
 
-    /// The raw environment of `key` (cut at `cap`), if that process still lives. Callers keep
-    /// only allowlisted variables of it.
-    pub fn environ_of(&self, key: ProcessKey, cap: usize) -> Option<Vec<u8>> {
-        let (raw, _) = read_capped(&self.path(key.pid, "environ"), cap)?;
+    /// The variables of `key`'s environment that `privacy` allowlists, if that process still
+    /// lives. Nothing is read when it allowlists none.
+    pub fn allowlisted_env(&self, key: ProcessKey, privacy: &Privacy) -> Option<Environment> {
+        if !privacy.captures_env() {
+            return None;
+        }
+        let (raw, _) = read_capped(&self.path(key.pid, "environ"), ENVIRON_CAP)?;
         let stat = self.stat(key.pid)?;
-        self.is_same(key, &stat).then_some(raw)
+        self.is_same(key, &stat).then(|| privacy.env_from(&raw))
     }
 
     /// The current parent of `key`, if that process still lives.
