@@ -99,9 +99,10 @@ impl Privacy {
                 continue;
             };
             if self.env.iter().any(|pattern| pattern.matches(name)) {
-                let mut value = vec![crate::event::text_of(&entry[equals + 1..])];
+                let mut value = [crate::event::text_of(&entry[equals + 1..])];
                 self.redact_args(&mut value);
-                env.insert(name.to_owned(), value.remove(0));
+                let [value] = value;
+                env.insert(name.to_owned(), value);
             }
         }
         env
