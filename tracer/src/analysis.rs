@@ -5,6 +5,8 @@
 
 use std::collections::HashSet;
 
+use rustc_hash::FxHashSet;
+
 use crate::event::{
     Death, Event, Exit, Finding, FindingKind, Killer, ProcessKey, ProcessSketch, Reparent,
     ReparentSource, SpawnHow,
@@ -39,7 +41,7 @@ pub struct Analyzer {
     rules: Rules,
     pending: Vec<PendingSpawn>,
     /// Orphans reported with an `orphaned` finding, awaiting their `orphan_exited`.
-    orphans: HashSet<ProcessKey>,
+    orphans: FxHashSet<ProcessKey>,
     /// When kernel records were lost, oldest first.
     gaps: Vec<Gap>,
 }
@@ -229,7 +231,7 @@ impl Analyzer {
         Analyzer {
             rules,
             pending: Vec::new(),
-            orphans: HashSet::new(),
+            orphans: FxHashSet::default(),
             gaps: Vec::new(),
         }
     }

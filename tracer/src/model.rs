@@ -6,7 +6,9 @@
 //! exited process stays as a tombstone while any process descended from it lives, so the
 //! lineage of an orphan survives its parent; then it is collected.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -187,12 +189,12 @@ pub struct Model {
     slots: Vec<Option<Process>>,
     free: Vec<ProcessIndex>,
     /// The live process holding each pid.
-    by_pid: HashMap<u32, ProcessIndex>,
+    by_pid: FxHashMap<u32, ProcessIndex>,
     /// Live processes by current parent pid.
-    children: HashMap<u32, Vec<ProcessIndex>>,
+    children: FxHashMap<u32, Vec<ProcessIndex>>,
     /// Identities that exited lately, oldest first.
     recent_exits: VecDeque<ProcessKey>,
-    recent_exit_set: HashSet<ProcessKey>,
+    recent_exit_set: FxHashSet<ProcessKey>,
     /// Nanoseconds per clock tick, the precision of `/proc` start times.
     tick_ns: u64,
     now: u64,
@@ -205,10 +207,10 @@ impl Model {
         Model {
             slots: Vec::new(),
             free: Vec::new(),
-            by_pid: HashMap::new(),
-            children: HashMap::new(),
+            by_pid: FxHashMap::default(),
+            children: FxHashMap::default(),
             recent_exits: VecDeque::new(),
-            recent_exit_set: HashSet::new(),
+            recent_exit_set: FxHashSet::default(),
             tick_ns: tick_ns.max(1),
             now: 0,
             stats: ModelStats::default(),

@@ -113,7 +113,9 @@ pub struct RoleMatch {
 impl Rule {
     /// `title_matched`: the title regex (if any) is already known to match the subject's own
     /// title; the other conditions are checked here.
-    fn matches(&self, subject: &Subject, title_matched: bool, identity: &mut Identity) -> bool {
+    /// Whether the rule applies. `title_matched` is the rule's title regex's verdict, taken
+    /// from the set of all title regexes at once.
+    fn matches(&self, subject: &Subject, title_matched: bool) -> bool {
         if self.forked && !(subject.forked && subject.title_inherited) {
             return false;
         }
@@ -122,30 +124,38 @@ impl Rule {
         {
             return false;
         }
-        let mut captured = Identity::new();
-        let mut check = |regex: &Option<Regex>, text: Option<&str>| -> bool {
-            let Some(regex) = regex else { return true };
-            let Some(captures) = text.and_then(|t| regex.captures(t)) else {
-                return false;
-            };
-            for name in regex.capture_names().flatten() {
-                if let Some(value) = captures.name(name) {
-                    captured.insert(name.to_owned(), value.as_str().to_owned());
-                }
-            }
-            true
-        };
         if self.title.is_some() && !title_matched {
             return false;
         }
-        if !(check(&self.title, Some(subject.title))
-            && check(&self.comm, Some(subject.comm))
-            && check(&self.program, subject.program))
-        {
-            return false;
+        let matched = |regex: &Option<Regex>, text: Option<&str>| {
+            regex
+                .as_ref()
+                .is_none_or(|regex| text.is_some_and(|text| regex.is_match(text)))
+        };
+        matched(&self.comm, Some(subject.comm)) && matched(&self.program, subject.program)
+    }
+
+    /// The named groups of the rule's regexes, for a subject the rule matches. Only the one
+    /// rule that matched pays for captures.
+    fn capture(&self, subject: &Subject, identity: &mut Identity) {
+        let texts = [
+            (&self.title, Some(subject.title)),
+            (&self.comm, Some(subject.comm)),
+            (&self.program, subject.program),
+        ];
+        for (regex, text) in texts {
+            let (Some(regex), Some(text)) = (regex, text) else {
+                continue;
+            };
+            let Some(captures) = regex.captures(text) else {
+                continue;
+            };
+            for name in regex.capture_names().flatten() {
+                if let Some(value) = captures.name(name) {
+                    identity.insert(name.to_owned(), value.as_str().to_owned());
+                }
+            }
         }
-        identity.extend(captured);
-        true
     }
 }
 
@@ -256,7 +266,8 @@ impl Rules {
     pub fn classify(&self, subject: &Subject) -> Option<(RoleMatch, Identity)> {
         // A title copied by fork is the parent's: it says nothing about this process.
         let hits = (!subject.title_inherited).then(|| self.titles.matches(subject.title));
-        self.rules
+        let rule = self
+            .rules
             .iter()
             .zip(&self.title_index)
             .find_map(|(rule, index)| {
@@ -264,19 +275,18 @@ impl Rules {
                     (Some(index), Some(hits)) => hits.matched(*index),
                     _ => false,
                 };
-                let mut identity = Identity::new();
-                rule.matches(subject, title_matched, &mut identity)
-                    .then(|| {
-                        (
-                            RoleMatch {
-                                id: rule.id.clone(),
-                                label: rule.label.clone(),
-                                daemonic_root: rule.daemonic,
-                            },
-                            identity,
-                        )
-                    })
-            })
+                rule.matches(subject, title_matched).then_some(rule)
+            })?;
+        let mut identity = Identity::new();
+        rule.capture(subject, &mut identity);
+        Some((
+            RoleMatch {
+                id: rule.id.clone(),
+                label: rule.label.clone(),
+                daemonic_root: rule.daemonic,
+            },
+            identity,
+        ))
     }
 
     pub fn rules(&self) -> &[Rule] {
