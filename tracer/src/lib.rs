@@ -16,6 +16,7 @@ mod fixtures;
 pub mod host;
 pub mod ingest;
 pub mod kernel;
+pub mod latency;
 pub mod live;
 pub mod model;
 pub mod privacy;
