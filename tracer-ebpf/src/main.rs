@@ -23,12 +23,13 @@ use core::{
 };
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::generated::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_boot_ns,
         bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
     },
     macros::{btf_tracepoint, map},
-    maps::{PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
     programs::BtfTracePointContext,
 };
 use tracer_common::{
@@ -45,8 +46,19 @@ static LAYOUT: LayoutTable = [0; LAYOUT_LEN];
 #[unsafe(no_mangle)]
 static SIGNAL_MASK: u64 = DEFAULT_SIGNAL_MASK;
 
+/// Unread bytes in the ring at which a record wakes the reader even while it polls on its
+/// own: it then reads early, well before the ring fills. Set by the loader.
+#[unsafe(no_mangle)]
+static WAKEUP_BYTES: u64 = DEFAULT_RING_BYTES as u64 / 4;
+
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+
+/// Slot 0 is 1 while the reader sleeps until a record wakes it; the first record that sees
+/// it wakes the reader and clears it. While it is 0 the reader polls the ring on a timer,
+/// and records wake nobody: a wakeup costs the traced process far more than a record.
+#[map]
+static READER_ASLEEP: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Records that did not fit in the ring buffer, per CPU, indexed by `RecordKind`.
 #[map]
@@ -233,12 +245,35 @@ fn fill_header(header: *mut Header, kind: RecordKind, task: KernelPtr) {
     }
 }
 
+/// How a record is committed: wake the reader only if it sleeps, or if the ring is filling.
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    if let Some(asleep) = READER_ASLEEP.get_ptr_mut(0) {
+        // SAFETY: slot 0 of READER_ASLEEP, valid while the program runs. Two CPUs may both see
+        // 1 and both wake the reader: a spare wakeup, never a missed one.
+        unsafe {
+            if core::ptr::read_volatile(asleep) != 0 {
+                core::ptr::write_volatile(asleep, 0);
+                return BPF_RB_FORCE_WAKEUP as u64;
+            }
+        }
+    }
+    // SAFETY: a global the loader sets before load; the volatile read keeps the compiler from
+    // folding in the initializer.
+    let threshold = unsafe { core::ptr::read_volatile(&raw const WAKEUP_BYTES) };
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
 /// Copies the first `len` bytes of a scratch record to the ring buffer.
 #[inline(always)]
 fn output(record: *const u8, len: usize, kind: RecordKind) {
     // SAFETY: callers pass a scratch map value and a length within it.
     let bytes = unsafe { core::slice::from_raw_parts(record, len) };
-    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+    if EVENTS.output::<[u8]>(bytes, wakeup_flags()).is_err() {
         count_lost(kind);
     }
 }
@@ -275,7 +310,7 @@ fn on_fork(child: KernelPtr) {
         (*record).caller_pid = (bpf_get_current_pid_tgid() >> 32) as u32;
         copy_comm(&raw mut (*record).comm, child);
     }
-    entry.submit(0);
+    entry.submit(wakeup_flags());
 }
 
 #[btf_tracepoint(function = "sched_process_exec")]
@@ -380,7 +415,7 @@ fn on_process_exit(task: KernelPtr) {
         (*record).sid = group_id(task, Layout::PidTypeSid);
         copy_comm(&raw mut (*record).comm, leader);
     }
-    entry.submit(0);
+    entry.submit(wakeup_flags());
 }
 
 /// Who adopts the children of an exiting process, as the kernel's `find_new_reaper` decides:
@@ -523,7 +558,7 @@ fn on_signal(sig: i32, info: KernelPtr, target: KernelPtr, result: i32) {
         (*record).sender_start_time = process_start_time(sender);
         copy_comm(&raw mut (*record).sender_comm, group_leader(sender));
     }
-    entry.submit(0);
+    entry.submit(wakeup_flags());
 }
 
 #[cfg(not(test))]

@@ -478,6 +478,9 @@ pub fn split_args(area: &[u8]) -> Vec<String> {
 /// Bytes from a process (comm, argv, paths) as text. Invalid UTF-8 stays visible and
 /// recoverable as `\xNN` escapes instead of collapsing into U+FFFD.
 pub fn text_of(bytes: &[u8]) -> String {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return text.to_owned();
+    }
     let mut text = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         text.push_str(chunk.valid());

@@ -4,7 +4,7 @@
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Btf as AyaBtf, Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, ProgramError},
 };
 use tokio::io::{Interest, unix::AsyncFd};
@@ -45,6 +45,8 @@ impl Default for ProbeOptions {
 /// Attached probes. Dropping this detaches them.
 pub struct Probes {
     ring: AsyncFd<RingBuf<MapData>>,
+    /// Tells the probes to wake the reader with the next record (slot 0 = 1).
+    reader_asleep: Array<MapData, u32>,
     lost: PerCpuArray<MapData, u64>,
     /// Records the decoder rejected (a layout mismatch between probes and daemon).
     pub malformed: u64,
@@ -103,6 +105,7 @@ impl Probes {
             .btf(Some(&aya_btf))
             .override_global("LAYOUT", &table, true)
             .override_global("SIGNAL_MASK", &options.signal_mask, true)
+            .override_global("WAKEUP_BYTES", &(u64::from(ring_bytes) / 4), true)
             .map_max_entries("EVENTS", ring_bytes)
             .load(PROBES_OBJECT)
             .map_err(|e| anyhow!("cannot load the probes into the kernel: {e}"))?;
@@ -136,12 +139,18 @@ impl Probes {
             .context("EVENTS is not a ring buffer")?;
         let lost = PerCpuArray::try_from(ebpf.take_map("LOST").context("no LOST map")?)
             .context("LOST is not a per-CPU array")?;
+        let reader_asleep = Array::try_from(
+            ebpf.take_map("READER_ASLEEP")
+                .context("no READER_ASLEEP map")?,
+        )
+        .context("READER_ASLEEP is not an array")?;
         // SAFETY: the ring buffer owns its map fd (an OwnedFd inside MapData) for as long as it
         // lives, and always reports that same fd; the AsyncFd owns the ring buffer.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| anyhow!("cannot watch the ring buffer: {e}"))?;
         Ok(Probes {
             ring,
+            reader_asleep,
             lost,
             malformed: 0,
             exit_probe,
@@ -149,39 +158,45 @@ impl Probes {
         })
     }
 
-    /// Waits until records are available, then decodes up to `max` of them into `out`.
-    /// Returns how many were read.
-    pub async fn read_batch(&mut self, out: &mut Vec<Event>, max: usize) -> Result<usize> {
+    /// Asks the probes to wake the reader with the next record. Until then they wake it only
+    /// when the ring is a quarter full, and the reader polls on its own timer.
+    pub fn request_wakeup(&mut self) -> Result<()> {
+        self.reader_asleep
+            .set(0, 1, 0)
+            .context("cannot update the reader's wakeup flag")
+    }
+
+    /// Waits for a wakeup from the probes: the record after [`Probes::request_wakeup`], or a
+    /// ring a quarter full. Read the records with [`Probes::drain_now`].
+    pub async fn wait_for_wakeup(&mut self) -> Result<()> {
         let mut guard = self
             .ring
             .readable_mut()
             .await
             .context("ring buffer wait failed")?;
-        let ring = guard.get_inner_mut();
-        let mut read = 0;
-        while read < max {
-            let Some(item) = ring.next() else {
-                guard.clear_ready();
-                break;
-            };
-            read += 1;
-            match decode(&item) {
-                Ok(event) => out.push(event),
-                Err(_) => self.malformed += 1,
-            }
-        }
-        Ok(read)
+        // A wakeup that comes after this sets the readiness again.
+        guard.clear_ready();
+        Ok(())
     }
 
-    /// Decodes whatever is in the ring buffer now, without waiting.
-    pub fn drain_now(&mut self, out: &mut Vec<Event>) -> usize {
-        let ring = self.ring.get_mut();
+    /// Decodes up to `max` of the records in the ring buffer now, without waiting.
+    pub fn drain_now(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
+        Self::decode_available(self.ring.get_mut(), &mut self.malformed, out, max)
+    }
+
+    fn decode_available(
+        ring: &mut RingBuf<MapData>,
+        malformed: &mut u64,
+        out: &mut Vec<Event>,
+        max: usize,
+    ) -> usize {
         let mut read = 0;
-        while let Some(item) = ring.next() {
+        while read < max {
+            let Some(item) = ring.next() else { break };
             read += 1;
             match decode(&item) {
                 Ok(event) => out.push(event),
-                Err(_) => self.malformed += 1,
+                Err(_) => *malformed += 1,
             }
         }
         read
