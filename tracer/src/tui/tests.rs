@@ -326,38 +326,3 @@ fn a_narrow_terminal_keeps_the_tree_and_findings() {
         "{text}"
     );
 }
-
-/// Not a test of correctness: how long a frame of a 10 000-process tree takes (run with
-/// `--ignored --nocapture`).
-#[test]
-#[ignore]
-fn frame_time_on_ten_thousand_processes() {
-    let mut pipeline = Pipeline::new(
-        Model::new(TICK),
-        Analyzer::new(Rules::builtin()),
-        FeedOnly(Feed::default()),
-    );
-    pipeline.apply(&titled(S, 1, 0, "/sbin/init")).unwrap();
-    for pid in 2..10_002u32 {
-        let parent = if pid < 102 { 1 } else { 2 + (pid % 100) };
-        pipeline
-            .apply(&titled(
-                S,
-                pid,
-                parent,
-                &format!("worker {pid} --some-flag"),
-            ))
-            .unwrap();
-    }
-    let mut view = View::default();
-    let started = std::time::Instant::now();
-    let frames = 20;
-    for _ in 0..frames {
-        frame(&pipeline, &mut view, 200, 60);
-    }
-    eprintln!(
-        "{} rows: {:?} per frame",
-        view.rows.len(),
-        started.elapsed() / frames
-    );
-}
