@@ -14,6 +14,8 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const LLVM_PACKAGES: &[&str] = &[
     "llvm-22-dev",
@@ -83,6 +85,9 @@ enum Task {
     },
     /// Set up, then check formatting and run clippy with warnings as errors.
     Lint,
+    /// Set up, install the anchors (perf, bpftrace, libbpf-tools, forkstat), then benchmark
+    /// the tracer side by side with them, and its userspace alone (root).
+    Bench(bench::BenchArgs),
 }
 
 fn workspace_root() -> PathBuf {
@@ -320,6 +325,7 @@ fn main() -> ExitCode {
             }
             run(&mut test)
         }
+        Task::Bench(args) => bench::run(args),
         Task::Lint => {
             run(command("cargo").args(["fmt", "--all", "--check"]))?;
             run(command("cargo").args(["clippy", "--all-targets", "--", "-D", "warnings"]))
