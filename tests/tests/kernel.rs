@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::{
-    Held, Recording, TRACER, Trace, capture_in_process, kernel_test, pid, proc_stat, wait_bounded,
-    workload,
+    Held, LOAD, Recording, TRACER, Trace, capture_in_process, generate, kernel_test, pid,
+    proc_stat, wait_bounded, workload,
 };
 use tracer::event::{Event, ReparentSource, SignalResult};
 use tracer::kernel::ExitProbe;
@@ -747,4 +747,80 @@ fn replay_at_a_time_rebuilds_the_live_tree_of_that_time() {
     // And later the tree differs: the workload is gone.
     let (end, _, _) = replay(&path, None, None, NullSink).unwrap();
     assert!(view_of(&end.model, &pids).is_empty());
+}
+
+/// The benchmark's workloads at the machine's maximum rate, under the default settings: the
+/// tracer captures every process, exec and exit of each exactly once, threads never, and
+/// every double-fork orphan's reparent.
+#[test]
+fn every_bench_workload_is_captured_exactly_at_full_speed() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    let shapes = [
+        "fork-exit",
+        "fork-exec",
+        "threads",
+        "chain",
+        "fan",
+        "double-fork",
+    ];
+    let reports: Vec<serde_json::Value> = shapes
+        .iter()
+        .map(|shape| generate(LOAD, &[shape, "--seconds", "1"]))
+        .collect();
+    let trace = recording.stop();
+    let total = |field: &str| -> u64 { reports.iter().map(|r| r[field].as_u64().unwrap()).sum() };
+    // The generators' children carry its name; what they exec is /bin/true. Each generator
+    // itself was exec'd (by this test) and exited: one more exec and exit per shape.
+    let workload = |comm: &str| comm == "tracer-load" || comm == "true";
+    let ours: HashSet<(u32, u64)> = trace
+        .starts()
+        .filter(|s| s.comm == "tracer-load")
+        .map(|s| (s.pid, s.start_time))
+        .collect();
+    let starts = ours.len() as u64;
+    let execs = trace.execs().filter(|e| workload(&e.comm)).count() as u64;
+    let exits = trace.exits().filter(|e| workload(&e.comm)).count() as u64;
+    let reparents = trace
+        .reparents()
+        .filter(|r| ours.contains(&(r.pid, r.start_time)))
+        .count() as u64;
+    let rates: Vec<String> = reports
+        .iter()
+        .map(|r| format!("{} {:.0} ops/s", r["shape"], r["ops_per_second"]))
+        .collect();
+    println!(
+        "{}; captured starts {starts} execs {execs} exits {exits} reparents {reparents}; {}",
+        rates.join(", "),
+        trace.stderr.lines().last().unwrap_or("")
+    );
+    assert_eq!(
+        trace.lost().total(),
+        0,
+        "lost records under default settings"
+    );
+    assert!(total("threads") > 0 && total("orphans") > 0 && total("execs") > 0);
+    assert_eq!(total("failed"), 0);
+    assert_eq!(
+        starts,
+        total("forks"),
+        "process starts (threads must not count)"
+    );
+    assert_eq!(execs, total("execs") + shapes.len() as u64, "execs");
+    assert_eq!(exits, total("exits") + shapes.len() as u64, "exits");
+    assert_eq!(reparents, total("orphans"), "each orphan's reparent");
+    let latency = trace
+        .stderr
+        .split("kernel-to-trace latency p50 ")
+        .nth(1)
+        .expect("the summary reports the latency");
+    // Every record read from the ring is timed (the 10 ms target is the bench's: this is a
+    // debug build).
+    let timed: u64 = latency
+        .split(" over ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|count| count.parse().ok())
+        .expect("the number of records timed");
+    assert!(timed >= starts + execs + exits, "{timed} records timed");
 }

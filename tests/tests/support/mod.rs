@@ -29,6 +29,8 @@ use tracer::trace::{TraceHeader, TraceReader, TraceWriter};
 
 pub const TRACER: &str = env!("CARGO_BIN_EXE_tracer-e2e");
 pub const WORKLOAD: &str = env!("CARGO_BIN_EXE_tracer-workload");
+/// The benchmark's workload generator.
+pub const LOAD: &str = env!("CARGO_BIN_EXE_tracer-load");
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -346,7 +348,12 @@ impl Drop for Trace {
 
 /// Runs a workload scenario to completion and returns its report.
 pub fn workload(args: &[&str]) -> Value {
-    let mut child = Command::new(WORKLOAD)
+    generate(WORKLOAD, args)
+}
+
+/// Runs a workload generator (`WORKLOAD` or `LOAD`) to completion; returns its report.
+pub fn generate(program: &str, args: &[&str]) -> Value {
+    let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
