@@ -38,9 +38,9 @@ pub struct LiveOptions {
     pub duration: Option<Duration>,
     /// Most records taken from the ring buffer before they are ingested.
     pub batch_max: usize,
-    /// After the first record of a burst wakes the reader, how long it lets more arrive
-    /// before it reads them: one wakeup per burst rather than one per record. Bounds the
-    /// latency it adds.
+    /// While records flow, how often the reader reads the ring: one wakeup per interval
+    /// rather than one per record, and at most this much added latency. Zero reads each
+    /// record as it comes.
     pub coalesce: Duration,
     /// How often lost-record counters are read and the sink flushed.
     pub tick: Duration,

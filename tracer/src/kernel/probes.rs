@@ -181,22 +181,14 @@ impl Probes {
 
     /// Decodes up to `max` of the records in the ring buffer now, without waiting.
     pub fn drain_now(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
-        Self::decode_available(self.ring.get_mut(), &mut self.malformed, out, max)
-    }
-
-    fn decode_available(
-        ring: &mut RingBuf<MapData>,
-        malformed: &mut u64,
-        out: &mut Vec<Event>,
-        max: usize,
-    ) -> usize {
+        let ring = self.ring.get_mut();
         let mut read = 0;
         while read < max {
             let Some(item) = ring.next() else { break };
             read += 1;
             match decode(&item) {
                 Ok(event) => out.push(event),
-                Err(_) => *malformed += 1,
+                Err(_) => self.malformed += 1,
             }
         }
         read
