@@ -9,7 +9,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use tracer::analysis::Analyzer;
-use tracer::event::{Event, Snapshot};
+use tracer::event::Event;
 use tracer::ingest::{Pipeline, Sink};
 use tracer::model::Model;
 use tracer::roles::Rules;
@@ -18,9 +18,11 @@ use tracer::trace::TraceWriter;
 use tracer::tui::draw::Screen;
 use tracer::tui::feed::Feed;
 use tracer::tui::view::View;
-use tracer_bench::HostStream;
+use tracer_bench::{HostStream, snapshot};
 
 const TICK_NS: u64 = 10_000_000;
+/// When the frame's processes were seen, in ns since boot.
+const TS: u64 = 1_000_000_000;
 
 fn pipeline<S: Sink>(sink: S) -> Pipeline<S> {
     Pipeline::new(Model::new(TICK_NS), Analyzer::new(Rules::builtin()), sink)
@@ -69,24 +71,6 @@ fn ingest(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A process at `pid` under `ppid`, present before the capture started.
-fn titled(pid: u32, ppid: u32, title: String) -> Event {
-    Event::Snapshot(Snapshot {
-        ts: 1_000_000_000,
-        pid,
-        start_time: u64::from(pid) * TICK_NS,
-        ppid,
-        comm: title.chars().take(15).collect(),
-        cmdline: vec![title],
-        cmdline_truncated: false,
-        uid: 0,
-        pgid: pid,
-        sid: pid,
-        kernel_thread: false,
-        env: Default::default(),
-    })
-}
-
 fn tui_frame(c: &mut Criterion) {
     let mut pipeline = pipeline(NullSink);
     let mut feed = Feed::default();
@@ -94,10 +78,15 @@ fn tui_frame(c: &mut Criterion) {
         pipeline.apply(&event).expect("ingest");
         feed.observe(&event, &pipeline.model);
     };
-    apply(titled(1, 0, "/sbin/init".into()));
+    apply(snapshot(TS, 1, 0, &["/sbin/init"]));
     for pid in 2..10_002u32 {
         let parent = if pid < 102 { 1 } else { 2 + (pid % 100) };
-        apply(titled(pid, parent, format!("worker {pid} --some-flag")));
+        apply(snapshot(
+            TS,
+            pid,
+            parent,
+            &[&format!("worker {pid} --some-flag")],
+        ));
     }
     let mut view = View::default();
     let mut terminal = Terminal::new(TestBackend::new(200, 60)).expect("test terminal");
@@ -109,7 +98,7 @@ fn tui_frame(c: &mut Criterion) {
                 model: &pipeline.model,
                 feed: &feed,
                 now: 5_000_000_000,
-                started: 1_000_000_000,
+                started: TS,
                 timeline: None,
             };
             tracer::tui::render(&mut terminal, &mut view, &screen).expect("frame");

@@ -30,7 +30,8 @@ impl Clock {
     }
 }
 
-fn snapshot(ts: u64, pid: u32, ppid: u32, cmdline: &[&str]) -> Event {
+/// A process present before the capture started.
+pub fn snapshot(ts: u64, pid: u32, ppid: u32, cmdline: &[&str]) -> Event {
     Event::Snapshot(Snapshot {
         ts,
         pid,
