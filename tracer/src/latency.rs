@@ -63,10 +63,6 @@ impl Latency {
         self.total
     }
 
-    pub fn max_ns(&self) -> u64 {
-        self.max_ns
-    }
-
     /// The latency that `quantile` (0.0..=1.0) of the events stayed under, rounded up to
     /// the histogram's resolution; 0 with no events.
     pub fn quantile_ns(&self, quantile: f64) -> u64 {

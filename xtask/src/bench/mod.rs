@@ -79,6 +79,14 @@ struct Truth {
     exits: u64,
 }
 
+/// What the bench sampled of a tool around the workload; nothing for the untraced cells.
+#[derive(Clone, Copy, Debug, Default)]
+struct Usage {
+    cpu_ns: u64,
+    bpf: BpfStats,
+    peak_rss_kib: u64,
+}
+
 #[derive(Clone, Debug)]
 struct Outcome {
     cell: Cell,
@@ -90,8 +98,6 @@ struct Outcome {
     cpu_ns: u64,
     bpf: BpfStats,
     peak_rss_kib: u64,
-    /// The tracer's p50 and p99, in ms.
-    latency_ms: Option<(f64, f64)>,
 }
 
 impl Outcome {
@@ -163,7 +169,7 @@ impl Outcome {
             "cpu_ns": self.cpu_ns,
             "bpf": {"programs": self.bpf.programs, "run_time_ns": self.bpf.run_time_ns, "run_cnt": self.bpf.run_cnt},
             "peak_rss_kib": self.peak_rss_kib,
-            "latency_ms": self.latency_ms.map(|(p50, p99)| json!({"p50": p50, "p99": p99})),
+            "latency_ms": self.counted.latency_ms.map(|(p50, p99)| json!({"p50": p50, "p99": p99})),
         })
     }
 }
@@ -360,30 +366,32 @@ impl Bench {
                 bail!("{} did not stop on SIGINT within 30 s", cell.tool.name());
             }
         }
-        let mut outcome = result?;
-        outcome.counted = cell.tool.count(&dir)?;
-        if cell.tool == Tool::Tracer {
-            let err = std::fs::read_to_string(dir.join("err")).unwrap_or_default();
-            outcome.latency_ms = parse_latency(&err);
-        }
+        let (load, truth, usage) = result?;
+        let counted = cell.tool.count(&dir)?;
         // Traces of a busy run are large: keep the numbers, not the files.
         let _ = std::fs::remove_file(dir.join("out"));
-        Ok(outcome)
+        Ok(Outcome {
+            cell: cell.clone(),
+            load,
+            truth,
+            counted,
+            cpu_ns: usage.cpu_ns,
+            bpf: usage.bpf,
+            peak_rss_kib: usage.peak_rss_kib,
+        })
     }
 
-    fn measure(&self, cell: &Cell, dir: &Path, child: Option<&mut Child>) -> Result<Outcome> {
+    /// Runs the workload; around it, samples the tool (if any) once it is ready and again
+    /// once it has processed everything.
+    fn measure(
+        &self,
+        cell: &Cell,
+        dir: &Path,
+        child: Option<&mut Child>,
+    ) -> Result<(Value, Truth, Usage)> {
         let Some(child) = child else {
             let (load, truth) = self.workload(cell, dir)?;
-            return Ok(Outcome {
-                cell: cell.clone(),
-                load,
-                truth,
-                counted: Counted::default(),
-                cpu_ns: 0,
-                bpf: BpfStats::default(),
-                peak_rss_kib: 0,
-                latency_ms: None,
-            });
+            return Ok((load, truth, Usage::default()));
         };
         wait_ready(cell.tool, child, dir)?;
         let pid = child.id();
@@ -391,30 +399,16 @@ impl Bench {
         let bpf_before = sample::bpf_stats(pid);
         let (load, truth) = self.workload(cell, dir)?;
         let cpu_after = wait_idle(pid, Duration::from_millis(300), Duration::from_secs(20));
-        let bpf = sample::bpf_stats(pid).since(&bpf_before);
-        Ok(Outcome {
-            cell: cell.clone(),
-            load,
-            truth,
-            counted: Counted::default(),
+        let usage = Usage {
             cpu_ns: cpu_after.saturating_sub(cpu_before),
-            bpf,
+            bpf: sample::bpf_stats(pid).since(&bpf_before),
             peak_rss_kib: sample::status_kib(pid, "VmHWM").unwrap_or(0),
-            latency_ms: None,
-        })
+        };
+        Ok((load, truth, usage))
     }
 }
 
-/// `… kernel-to-trace latency p50 0.412 ms, p99 2.310 ms, …`
-fn parse_latency(err: &str) -> Option<(f64, f64)> {
-    let text = &err[err.find("latency p50 ")? + "latency p50 ".len()..];
-    let p50 = text.split_whitespace().next()?.parse().ok()?;
-    let text = &text[text.find("p99 ")? + 4..];
-    let p99 = text.split_whitespace().next()?.parse().ok()?;
-    Some((p50, p99))
-}
-
-/// Median and range of `f` over the outcomes matching `select`.
+/// Median and range of `f` over `outcomes`.
 fn summary(outcomes: &[&Outcome], f: impl Fn(&Outcome) -> f64) -> Option<(f64, f64, f64)> {
     let values: Vec<f64> = outcomes.iter().map(|o| f(o)).collect();
     let median = median(&values)?;
@@ -507,12 +501,12 @@ fn side_by_side_report(outcomes: &[Outcome], report: &mut String, targets: &mut 
                 Tool::Tracer => format!(
                     "{} / {}",
                     fmt_spread(
-                        summary(&runs, |o| o.latency_ms.map_or(f64::NAN, |l| l.0)),
+                        summary(&runs, |o| o.counted.latency_ms.map_or(f64::NAN, |l| l.0)),
                         1.0,
                         2
                     ),
                     fmt_spread(
-                        summary(&runs, |o| o.latency_ms.map_or(f64::NAN, |l| l.1)),
+                        summary(&runs, |o| o.counted.latency_ms.map_or(f64::NAN, |l| l.1)),
                         1.0,
                         2
                     )
@@ -678,7 +672,7 @@ fn side_by_side_report(outcomes: &[Outcome], report: &mut String, targets: &mut 
         .iter()
         .filter_map(|shape| {
             median_of(Tool::Tracer, shape, &|o| {
-                o.latency_ms.map_or(f64::NAN, |l| l.1)
+                o.counted.latency_ms.map_or(f64::NAN, |l| l.1)
             })
             .map(|p99| (shape.to_string(), p99))
         })
@@ -961,14 +955,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn perf_csv_and_latency_and_criterion_lines() {
+    fn perf_csv_and_criterion_lines() {
         let perf = "# started on x\n\n1008,,sched:sched_process_fork,1127095755,100.00,,\n\
                     1007,,sched:sched_process_exec,1127095755,100.00,,\n\
                     1019,,sched:sched_process_exit,1127095755,100.00,,\n";
         assert_eq!(parse_perf(perf).unwrap(), (1008, 1007, 1019));
         assert!(parse_perf("<not counted>,,sched:sched_process_fork,0,0,,\n").is_err());
-        let err = "tracer: recorded 5 lines (no kernel records lost); kernel-to-trace latency p50 0.412 ms, p99 2.310 ms, max 4.1 ms over 9 events";
-        assert_eq!(parse_latency(err), Some((0.412, 2.31)));
         let criterion = "ingest/model_and_analysis\n    time:   [56.3 ms 57.0 ms 57.8 ms]\n    thrpt:  [5.2277 Melem/s 5.2988 Melem/s 5.3604 Melem/s]\n";
         assert_eq!(
             criterion_throughput(criterion, "ingest/model_and_analysis"),

@@ -38,7 +38,7 @@ pub const ALL: [Tool; 6] = [
 ];
 
 /// Events a tool reported, by kind, and the losses it admitted to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Counted {
     pub forks: u64,
     pub execs: u64,
@@ -47,6 +47,8 @@ pub struct Counted {
     pub all_events: u64,
     /// Events it said it lost (forkstat only says that it lost some: each report counts 1).
     pub reported_lost: u64,
+    /// The tracer's p50 and p99 from kernel to trace, in ms, as it reported them.
+    pub latency_ms: Option<(f64, f64)>,
 }
 
 impl Tool {
@@ -202,10 +204,13 @@ fn is_workload(comm: &str) -> bool {
     comm == WORKLOAD_COMM || comm == EXEC_COMM
 }
 
-/// The tracer's trace: process_start, exec and exit lines (comm, or the exec's filename), and
-/// the loss it reported when it stopped.
+/// The tracer's trace: process_start, exec and exit lines (by comm), and the loss and
+/// latency it reported when it stopped.
 fn count_tracer(trace: &str, err: &str) -> Counted {
-    let mut counted = Counted::default();
+    let mut counted = Counted {
+        latency_ms: parse_latency(err),
+        ..Counted::default()
+    };
     for line in trace.lines() {
         let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
@@ -236,6 +241,15 @@ fn count_tracer(trace: &str, err: &str) -> Counted {
             .unwrap_or(0);
     }
     counted
+}
+
+/// `… kernel-to-trace latency p50 0.412 ms, p99 2.310 ms, …`
+fn parse_latency(err: &str) -> Option<(f64, f64)> {
+    let text = &err[err.find("latency p50 ")? + "latency p50 ".len()..];
+    let p50 = text.split_whitespace().next()?.parse().ok()?;
+    let text = &text[text.find("p99 ")? + 4..];
+    let p99 = text.split_whitespace().next()?.parse().ok()?;
+    Some((p50, p99))
 }
 
 /// `{"ts":…,"ev":"fork","pid":…,"ppid":…,"comm":"…"}` lines, and `Lost N events` lines.
@@ -341,9 +355,12 @@ mod tests {
                 execs: 1,
                 exits: 2,
                 all_events: 5,
-                reported_lost: 3
+                reported_lost: 3,
+                latency_ms: None,
             }
         );
+        let err = "tracer: recorded 5 lines (no kernel records lost); kernel-to-trace latency p50 0.412 ms, p99 2.310 ms, max 4.1 ms over 9 events";
+        assert_eq!(parse_latency(err), Some((0.412, 2.31)));
     }
 
     #[test]
