@@ -151,6 +151,104 @@ fn report_tells_who_killed_the_worker_and_what_it_left() {
     );
 }
 
+/// A pool worker retitled by contrib/celery_task_titles.py: one task leaves a Popen child, the
+/// next forks two children and is killed at its hard time limit.
+fn incident_with_task_titles() -> String {
+    let task_a = "tasks.leave_popen[aaaa-1]";
+    let task_b = "tasks.spawn_and_hang[bbbb-2]";
+    let rename = |ts: u64, title: &str| {
+        format!(
+            r#"{{"event":"rename","ts":{ts},"pid":101,"start_time":2000000000,"comm":"[celeryd: w1@ho","cmdline":["{title}"],"pgid":100,"sid":100}}"#
+        )
+    };
+    let fork = |ts: u64, pid: u32| {
+        format!(
+            r#"{{"event":"process_start","ts":{ts},"pid":{pid},"start_time":{ts},"ppid":101,"parent_start_time":2000000000,"tid":101,"caller_pid":101,"comm":"[celeryd: w1@ho","uid":33,"pgid":100,"sid":100,"cgroup_id":1}}"#
+        )
+    };
+    let reparent = |pid: u32, start: u64| {
+        format!(
+            r#"{{"event":"reparent","ts":9000100000,"pid":{pid},"start_time":{start},"old_ppid":101,"new_ppid":1,"source":"exit"}}"#
+        )
+    };
+    let signal = |ts: u64, sig: i32| {
+        format!(
+            r#"{{"event":"signal","ts":{ts},"pid":101,"start_time":2000000000,"target_pid":101,"sender_pid":100,"sender_start_time":500000000,"sender_comm":"celery","sig":{sig},"code":0,"result":"delivered"}}"#
+        )
+    };
+    let lines = [
+        HEADER.to_owned(),
+        incident().lines().nth(1).unwrap().to_owned(),
+        incident().lines().nth(2).unwrap().to_owned(),
+        incident().lines().nth(3).unwrap().to_owned(),
+        rename(2100000000, "[celeryd: w1@host:ForkPoolWorker-1]"),
+        rename(3000000000, &format!("[celeryd: w1@host:ForkPoolWorker-1] {task_a}")),
+        fork(3100000000, 102),
+        r#"{"event":"exec","ts":3200000000,"pid":102,"start_time":3100000000,"ppid":101,"old_pid":102,"filename":"/usr/bin/sleep","cmdline":["sleep","600"],"comm":"sleep","uid":33,"pgid":100,"sid":100}"#.to_owned(),
+        rename(3300000000, "[celeryd: w1@host:ForkPoolWorker-1]"),
+        rename(4000000000, &format!("[celeryd: w1@host:ForkPoolWorker-1] {task_b}")),
+        fork(4100000000, 103),
+        fork(4200000000, 104),
+        signal(8900000000, 15),
+        signal(9000000000, 9),
+        r#"{"event":"exit","ts":9000100000,"pid":101,"start_time":2000000000,"ppid":100,"exit_code":null,"signal":9,"core_dumped":false,"reaper_pid":1,"pgid":100,"sid":100,"comm":"[celeryd: w1@ho"}"#.to_owned(),
+        reparent(102, 3100000000),
+        reparent(103, 4100000000),
+        reparent(104, 4200000000),
+    ];
+    lines.join("\n") + "\n"
+}
+
+#[test]
+fn report_names_the_celery_task_from_the_pool_workers_title() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "tasks.jsonl", &incident_with_task_titles());
+    let output = tracer(&["report", &path]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    let worker: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "Celery worker w1@host")
+        .collect();
+    let title = "[celeryd: w1@host:ForkPoolWorker-1]";
+    let b = "tasks.spawn_and_hang[bbbb-2]";
+    assert_eq!(
+        worker,
+        [
+            "Celery worker w1@host".to_owned(),
+            format!("  Celery prefork pool worker 101 `{title}`"),
+            format!(
+                "    was killed by SIGKILL from 100, the Celery main process enforcing a hard \
+                 time limit (SIGTERM, then SIGKILL 100ms later) at 1970-01-01 00:00:08Z, while \
+                 running task {b}"
+            ),
+            "    started 1 child while daemonic, in task tasks.leave_popen[aaaa-1]:".to_owned(),
+            "      102 `sleep 600` (exec of /usr/bin/sleep)".to_owned(),
+            format!("    started 2 children while daemonic, in task {b}:"),
+            format!("      103 `{title} {b}` (fork without exec)"),
+            format!("      104 `{title} {b}` (fork without exec)"),
+            "    left 3 orphans when it died:".to_owned(),
+            "      102 `sleep 600` (from task tasks.leave_popen[aaaa-1]): still alive under 1 \
+             at the end"
+                .to_owned(),
+            format!("      103 `{title} {b}`: still alive under 1 at the end"),
+            format!("      104 `{title} {b}`: still alive under 1 at the end"),
+        ]
+    );
+
+    // Without the titles, the report says where the task's name is.
+    let plain = incident_with_task_titles()
+        .replace(" tasks.leave_popen[aaaa-1]", "")
+        .replace(" tasks.spawn_and_hang[bbbb-2]", "");
+    let path = write(dir.path(), "plain.jsonl", &plain);
+    let text = String::from_utf8(tracer(&["report", &path]).stdout).unwrap();
+    assert!(!text.contains("in task"), "{text}");
+    assert!(
+        text.contains("(Celery's log names the task: `Hard time limit (...) exceeded for"),
+        "{text}"
+    );
+}
+
 /// The commands that read a trace file.
 const READERS: [&[&str]; 6] = [
     &["replay"],

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::event::{
     Death, Event, Exit, Finding, FindingKind, Killer, ProcessKey, ProcessSketch, Reparent,
@@ -13,7 +13,7 @@ use crate::event::{
 };
 use crate::model::{Model, Origin, Process, ProcessIndex, TitleSource};
 use crate::render::{duration, exit_description, signal_name};
-use crate::roles::{Classification, Evidence, Rules, Subject};
+use crate::roles::{Classification, Evidence, Identity, Rules, Subject};
 
 /// A daemonic spawn is reported once the child shows how it was started: when it execs or
 /// exits, or once it has gone this long (by event time) without exec.
@@ -44,7 +44,15 @@ pub struct Analyzer {
     orphans: FxHashSet<ProcessKey>,
     /// When kernel records were lost, oldest first.
     gaps: Vec<Gap>,
+    /// The identity a process had when its latest series of terminating signals began. A
+    /// killed process is reported with it: a Celery pool worker retitles itself between its
+    /// hard time limit's SIGTERM and SIGKILL, which would drop the task it died running.
+    signalled: FxHashMap<ProcessKey, (u64, Identity)>,
 }
+
+/// Past this many signalled processes, those whose signals are older than an escalation are
+/// forgotten (their exits were lost, or they survived).
+const MAX_SIGNALLED: usize = 4096;
 
 /// Kernel records lost somewhere in `from..=to`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,7 +241,24 @@ impl Analyzer {
             pending: Vec::new(),
             orphans: FxHashSet::default(),
             gaps: Vec::new(),
+            signalled: FxHashMap::default(),
         }
+    }
+
+    /// Remembers `target`'s identity as of the first signal of a series (see `signalled`).
+    fn note_signal(&mut self, model: &Model, target: ProcessKey, ts: u64) {
+        let Some(index) = model.find(target) else {
+            return;
+        };
+        let identity = &model.get(index).class.identity;
+        let fresh = |(since, _): &(u64, Identity)| ts.saturating_sub(*since) < ESCALATION_NS;
+        if identity.is_empty() || self.signalled.get(&target).is_some_and(fresh) {
+            return;
+        }
+        if self.signalled.len() >= MAX_SIGNALLED {
+            self.signalled.retain(|_, noted| fresh(noted));
+        }
+        self.signalled.insert(target, (ts, identity.clone()));
     }
 
     pub fn rules(&self) -> &Rules {
@@ -505,13 +530,21 @@ impl Analyzer {
                 ..finding_about(model, index, FindingKind::OrphanExited, exit.ts, summary)
             })));
         }
+        let signalled = self.signalled.remove(&process.key);
         if exit.signal.is_some() && process.class.role.is_some() {
             let death = death(model, process, exit);
             let summary = format!("{} was {}", describe(&sketch(process)), death.description);
-            out.push(Event::Finding(Box::new(Finding {
-                death: Some(death),
-                ..finding_about(model, index, FindingKind::Killed, exit.ts, summary)
-            })));
+            let mut finding = finding_about(model, index, FindingKind::Killed, exit.ts, summary);
+            // What it was doing when the signals began, where it has since said less.
+            if let Some((since, before)) = signalled
+                && exit.ts.saturating_sub(since) < ESCALATION_NS
+            {
+                for (key, value) in before {
+                    finding.identity.entry(key).or_insert(value);
+                }
+            }
+            finding.death = Some(death);
+            out.push(Event::Finding(Box::new(finding)));
         }
     }
 
@@ -561,6 +594,7 @@ impl Analyzer {
                     self.classify(model, index);
                 }
             }
+            Event::Signal(signal) => self.note_signal(model, key, signal.ts),
             Event::Reparent(reparent) if reparent.source == ReparentSource::Exit => {
                 self.on_orphaned(model, reparent, out);
             }
@@ -920,6 +954,40 @@ mod tests {
         assert_eq!(first.lineage[0].pid, 101);
         assert_eq!(first.lineage[1].pid, 100);
         assert_eq!(first.identity["celery_worker"], "2");
+    }
+
+    #[test]
+    fn a_killed_worker_keeps_the_task_it_was_running_when_the_signals_began() {
+        let mut host = celery_main();
+        host.fork(101, 100);
+        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2] tasks.hang[t-1]");
+        host.fork(102, 101);
+        host.signal(101, 100, 15, 2_000);
+        // Celery's task_postrun runs on SIGTERM and gives the worker back its plain title.
+        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
+        host.signal(101, 100, 9, 100);
+        host.exit(101, None, Some(9));
+
+        let killed = host.findings(FindingKind::Killed);
+        assert_eq!(killed[0].identity["celery_task"], "tasks.hang");
+        assert_eq!(killed[0].identity["celery_task_id"], "t-1");
+        assert_eq!(
+            killed[0].process.title,
+            "[celeryd: w1@host:ForkPoolWorker-2]"
+        );
+        let orphaned = host.findings(FindingKind::Orphaned);
+        assert_eq!(orphaned[0].identity["celery_task"], "tasks.hang");
+
+        // A worker killed while idle, long after its last task, is not given that task.
+        let mut host = celery_main();
+        host.fork(101, 100);
+        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2] tasks.hang[t-1]");
+        host.signal(101, 100, 10, 0);
+        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
+        host.signal(101, 100, 9, 5_000);
+        host.exit(101, None, Some(9));
+        let killed = host.findings(FindingKind::Killed);
+        assert_eq!(killed[0].identity.get("celery_task"), None);
     }
 
     #[test]

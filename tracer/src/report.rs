@@ -195,7 +195,11 @@ fn actor<'a>(
         .or_insert_with(|| Actor {
             pid: process.pid,
             start_time: process.start_time,
-            title: process.title.clone(),
+            // The worker's own title, without the task it ran at that moment.
+            title: celery_task(identity)
+                .and_then(|task| process.title.strip_suffix(&format!(" {task}")))
+                .unwrap_or(&process.title)
+                .to_owned(),
             role: process.role_label.clone(),
             ..Actor::default()
         })
@@ -300,6 +304,16 @@ fn plural(count: usize, one: &str, many: &str) -> String {
     format!("{count} {}", if count == 1 { one } else { many })
 }
 
+/// The Celery task a process was running, `tasks.x[ID]`, when its pool worker's title named it
+/// (contrib/celery_task_titles.py).
+fn celery_task(identity: &Identity) -> Option<String> {
+    let name = identity.get("celery_task")?;
+    Some(match identity.get("celery_task_id") {
+        Some(id) => format!("{name}[{id}]"),
+        None => name.clone(),
+    })
+}
+
 /// The report for a human, a few lines per daemonic parent. Process text is sanitized.
 pub fn text(report: &Report) -> String {
     let mut out = String::new();
@@ -345,21 +359,40 @@ pub fn text(report: &Report) -> String {
             if let Some(killed) = &actor.killed
                 && let Some(death) = &killed.death
             {
+                let running = celery_task(&killed.identity)
+                    .map(|task| format!(", while running task {}", sanitize(&task)))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "    was {} at {}{}",
+                    "    was {} at {}{running}{}",
                     sanitize(&death.description),
                     report.clock(death.ts),
                     uncertain(killed)
                 );
+                if running.is_empty() && death.description.contains("hard time limit") {
+                    let _ = writeln!(
+                        out,
+                        "    (Celery's log names the task: `Hard time limit (...) exceeded for \
+                         TASK[ID]` at that time; contrib/celery_task_titles.py names it here)"
+                    );
+                }
             }
-            if !actor.spawns.is_empty() {
+            // Spawns in the order they happened, a heading each time the running task changes.
+            let mut spawns = actor.spawns.iter().peekable();
+            while let Some(first) = spawns.peek() {
+                let task = celery_task(&first.identity);
+                let mut batch = Vec::new();
+                while let Some(spawn) = spawns.next_if(|s| celery_task(&s.identity) == task) {
+                    batch.push(spawn);
+                }
                 let _ = writeln!(
                     out,
-                    "    started {} while daemonic:",
-                    plural(actor.spawns.len(), "child", "children")
+                    "    started {} while daemonic{}:",
+                    plural(batch.len(), "child", "children"),
+                    task.map(|task| format!(", in task {}", sanitize(&task)))
+                        .unwrap_or_default()
                 );
-                for spawn in &actor.spawns {
+                for spawn in batch {
                     let how = spawn
                         .how
                         .unwrap_or(SpawnHow::Fork)
@@ -397,9 +430,14 @@ pub fn text(report: &Report) -> String {
                             found.new_ppid.unwrap_or(1)
                         ),
                     };
+                    // A fork keeps its pool worker's title, which may name the task already.
+                    let task = celery_task(&found.identity)
+                        .filter(|task| !found.process.title.contains(task.as_str()))
+                        .map(|task| format!(" (from task {})", sanitize(&task)))
+                        .unwrap_or_default();
                     let _ = writeln!(
                         out,
-                        "      {} `{}`: {fate}{}",
+                        "      {} `{}`{task}: {fate}{}",
                         found.pid,
                         sanitize(&found.process.title),
                         uncertain(found)

@@ -359,6 +359,20 @@ mod tests {
             identity,
             ids(&[("celery_node", "w1@host"), ("celery_worker", "3")])
         );
+        // Retitled by contrib/celery_task_titles.py while it runs a task.
+        let running = "[celeryd: w1@host:ForkPoolWorker-3] tasks.resize[5b0e1c9a-2f7d-4c71]";
+        assert_eq!(
+            role(&rules, &subject(running)),
+            Some((
+                "celery.pool_worker".into(),
+                ids(&[
+                    ("celery_node", "w1@host"),
+                    ("celery_worker", "3"),
+                    ("celery_task", "tasks.resize"),
+                    ("celery_task_id", "5b0e1c9a-2f7d-4c71"),
+                ])
+            ))
+        );
 
         // Without setproctitle: the command line, and forks of the main process.
         let plain = "/venv/bin/python3 /venv/bin/celery -A tasks worker -c 2 -n w2@h";
