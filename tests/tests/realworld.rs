@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{Recording, TRACER, Trace, kernel_test, proc_stat, wait_bounded};
-use tracer::event::{FindingKind, SpawnHow};
+use tracer::event::{Event, FindingKind, SpawnHow};
+use tracer::ingest::{Sink, Status};
+use tracer::model::Model;
+use tracer::replay::replay_with;
+use tracer::trace::TraceHeader;
 
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -112,7 +116,16 @@ impl Drop for Session {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let members = session_members(self.sid());
-            if members.is_empty() || Instant::now() > deadline {
+            if members.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                // A leak would skew the next scenario; a test already failing says why itself.
+                assert!(
+                    std::thread::panicking(),
+                    "session {} could not be emptied: {members:?} still alive",
+                    self.sid()
+                );
                 break;
             }
             for pid in members {
@@ -134,13 +147,81 @@ fn pid_of(value: &Value) -> u32 {
         .unwrap_or_else(|| panic!("not a pid: {value}")) as u32
 }
 
-/// Prints how many findings of each kind a scenario produced (for the record of a run).
-fn tally(scenario: &str, trace: &Trace) {
+/// Prints how many findings of each kind a scenario produced and how long it took (for the
+/// record of a run), and holds it to its time bound.
+fn tally(scenario: &str, trace: &Trace, started: Instant) {
     let mut counts = std::collections::BTreeMap::new();
     for finding in trace.findings() {
         *counts.entry(format!("{:?}", finding.kind)).or_insert(0) += 1;
     }
-    println!("scenario {scenario}: findings {counts:?}");
+    let elapsed = started.elapsed();
+    println!("scenario {scenario}: findings {counts:?} in {elapsed:.1?}");
+    assert!(elapsed < SCENARIO_TIMEOUT, "{scenario} took {elapsed:?}");
+}
+
+/// How many findings of each kind are about the processes in `pids`.
+fn counts_about(trace: &Trace, pids: &HashSet<u32>) -> BTreeMap<FindingKind, usize> {
+    let mut counts = BTreeMap::new();
+    for finding in trace.findings().filter(|f| pids.contains(&f.pid)) {
+        assert!(finding.uncertain.is_none(), "{finding:#?}");
+        *counts.entry(finding.kind).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// The last role the replayed model gave each process it saw (a fork of the Celery main
+/// process looks like a pool worker until it execs), and whether it was daemonic then.
+#[derive(Default)]
+struct LastRoles(BTreeMap<u32, Option<(String, bool)>>);
+
+impl Sink for LastRoles {
+    fn header(&mut self, _: &TraceHeader) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn event(&mut self, event: &Event, model: &Model) -> anyhow::Result<()> {
+        if let Some(process) = model.find(event.key()).map(|index| model.get(index)) {
+            let role = process.class.role.as_ref();
+            self.0.insert(
+                process.key.pid,
+                role.map(|role| (role.id.clone(), process.class.is_daemonic())),
+            );
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, _: &Model, _: &Status) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self, _: &Model, _: &Status) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// Each role processes ended up with, and those processes, each with its daemonic verdict.
+fn roles_seen(trace: &Trace, rules: Option<&Path>) -> BTreeMap<String, BTreeMap<u32, bool>> {
+    let rules = tracer::roles::Rules::load(rules).expect("the rules load");
+    let (pipeline, _, _) =
+        replay_with(trace.path(), None, false, Some(rules), LastRoles::default())
+            .expect("the trace replays");
+    let mut roles: BTreeMap<String, BTreeMap<u32, bool>> = BTreeMap::new();
+    for (pid, role) in pipeline.sink.0 {
+        if let Some((role, daemonic)) = role {
+            roles.entry(role).or_default().insert(pid, daemonic);
+        }
+    }
+    roles
+}
+
+/// The processes of session `sid` that started while `trace` was recorded, and its leader.
+fn session_pids(trace: &Trace, sid: u32) -> HashSet<u32> {
+    trace
+        .starts()
+        .filter(|s| s.sid == sid)
+        .map(|s| s.pid)
+        .chain([sid])
+        .collect()
 }
 
 fn findings(trace: &Trace, kind: FindingKind) -> impl Iterator<Item = &tracer::event::Finding> {
@@ -150,6 +231,7 @@ fn findings(trace: &Trace, kind: FindingKind) -> impl Iterator<Item = &tracer::e
 #[test]
 fn a_daemonic_billiard_process_starts_children_and_is_killed() {
     let _kernel = kernel_test();
+    let started = Instant::now();
     let rules = scenarios().join("daemonic_rules.toml");
     let recording = Recording::start(&["--rules", text(&rules)]);
     let mut scenario = Session::start(
@@ -158,8 +240,9 @@ fn a_daemonic_billiard_process_starts_children_and_is_killed() {
     let report = scenario.report();
     scenario.wait();
     let trace = recording.stop();
+    let sid = scenario.sid() as u32;
     drop(scenario);
-    tally("billiard daemonic process killed", &trace);
+    tally("billiard daemonic process killed", &trace, started);
 
     let (parent, daemonic) = (pid_of(&report["parent"]), pid_of(&report["daemonic"]));
     let children: Vec<u32> = report["children"]
@@ -206,6 +289,16 @@ fn a_daemonic_billiard_process_starts_children_and_is_killed() {
         findings(&trace, FindingKind::Killed).filter(|f| f.pid == daemonic),
     );
     assert_eq!(killed.death.as_ref().unwrap().signal, Some(9));
+    assert_eq!(
+        counts_about(&trace, &session_pids(&trace, sid)),
+        [
+            (FindingKind::DaemonicSpawn, children.len()),
+            (FindingKind::Orphaned, children.len()),
+            (FindingKind::Killed, 1),
+        ]
+        .into(),
+        "a spawn and an orphan per child, one kill, nothing else"
+    );
     // The script's main process is not daemonic: starting the worker is no finding.
     assert_eq!(
         findings(&trace, FindingKind::DaemonicSpawn)
@@ -218,6 +311,7 @@ fn a_daemonic_billiard_process_starts_children_and_is_killed() {
 #[test]
 fn a_daemonic_multiprocessing_process_calling_pool() {
     let _kernel = kernel_test();
+    let started = Instant::now();
     let rules = scenarios().join("daemonic_rules.toml");
     let recording = Recording::start(&["--rules", text(&rules)]);
     let run = |optimize: bool| {
@@ -239,6 +333,7 @@ fn a_daemonic_multiprocessing_process_calling_pool() {
     tally(
         "multiprocessing Pool() in a daemonic process, without then with PYTHONOPTIMIZE=1",
         &trace,
+        started,
     );
 
     assert_eq!(refused["outcome"], "refused", "{refused}");
@@ -257,6 +352,16 @@ fn a_daemonic_multiprocessing_process_calling_pool() {
         0,
         "the assert stopped it: no child, no finding"
     );
+    // ... and not because the worker went unseen.
+    let roles = roles_seen(&trace, Some(&rules));
+    let daemonic_workers = &roles["test.daemonic_worker"];
+    for report in [&refused, &allowed] {
+        assert_eq!(
+            daemonic_workers.get(&pid_of(&report["daemonic"])),
+            Some(&true),
+            "{roles:?}"
+        );
+    }
 
     assert_eq!(allowed["outcome"], "pool", "{allowed}");
     assert_eq!(
@@ -264,6 +369,13 @@ fn a_daemonic_multiprocessing_process_calling_pool() {
         2,
         "PYTHONOPTIMIZE=1: Pool(2) forked two workers"
     );
+    for spawn in findings(&trace, FindingKind::DaemonicSpawn)
+        .filter(|f| f.parent_pid == Some(pid_of(&allowed["daemonic"])))
+    {
+        assert_eq!(spawn.how, Some(SpawnHow::Fork));
+        let root = spawn.evidence.last().expect("evidence");
+        assert!(root.reason.contains("test.daemonic_worker"), "{root:?}");
+    }
 }
 
 /// A Redis server on a free port, in its own session.
@@ -309,6 +421,8 @@ fn celery(client: &str) -> (Trace, Value, u32) {
     let redis = Redis::start();
     let broker = format!("redis://127.0.0.1:{}/0", redis.port);
     let app = scenarios().join("celery_app");
+    // The app imports the tracer's recipe that names the running task in pool worker titles.
+    let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib");
     let recording = Recording::start(&[]);
     let worker = Session::start(
         Command::new(venv_bin("celery", "celery"))
@@ -324,13 +438,15 @@ fn celery(client: &str) -> (Trace, Value, u32) {
             .args(["-n", "w1@lineage", "--without-mingle", "--without-gossip"])
             .args(["--without-heartbeat", "--loglevel", "WARNING"])
             .current_dir(&app)
-            .env("LINEAGE_BROKER", &broker),
+            .env("LINEAGE_BROKER", &broker)
+            .env("PYTHONPATH", &contrib),
     );
     let mut sender = Session::start(
         Command::new(venv_bin("celery", "python3"))
             .args([text(&app.join("client.py")), client])
             .current_dir(&app)
-            .env("LINEAGE_BROKER", &broker),
+            .env("LINEAGE_BROKER", &broker)
+            .env("PYTHONPATH", &contrib),
     );
     let report = sender.report();
     sender.wait();
@@ -343,9 +459,35 @@ fn celery(client: &str) -> (Trace, Value, u32) {
 #[test]
 fn a_celery_task_hits_its_hard_time_limit_and_another_leaves_a_child() {
     let _kernel = kernel_test();
+    let started = Instant::now();
     let (trace, report, main) = celery("incident");
-    tally("Celery hard time limit and a Popen child", &trace);
+    tally("Celery hard time limit and a Popen child", &trace, started);
     assert_eq!(report["hang"], "TimeLimitExceeded", "{report}");
+    let hang_id = report["hang_id"].as_str().unwrap();
+    let popen_id = report["popen_id"].as_str().unwrap();
+    let popen = pid_of(&report["popen_child"]);
+    let task = |finding: &tracer::event::Finding| {
+        (
+            finding.identity.get("celery_task").cloned(),
+            finding.identity.get("celery_task_id").cloned(),
+        )
+    };
+    let hang = (
+        Some("tasks.spawn_and_hang".to_owned()),
+        Some(hang_id.to_owned()),
+    );
+
+    // Everything about the worker's session, and nothing else from it.
+    assert_eq!(
+        counts_about(&trace, &session_pids(&trace, main)),
+        [
+            (FindingKind::DaemonicSpawn, 3),
+            (FindingKind::Orphaned, 2),
+            (FindingKind::Killed, 1),
+        ]
+        .into(),
+        "two billiard children and a Popen child spawned, two orphaned, one worker killed"
+    );
 
     let killed = trace.only(
         "the pool worker's kill",
@@ -353,18 +495,19 @@ fn a_celery_task_hits_its_hard_time_limit_and_another_leaves_a_child() {
             .filter(|f| f.process.role.as_deref() == Some("celery.pool_worker")),
     );
     let worker = killed.pid;
-    let killer = killed.death.as_ref().unwrap().killer.as_ref().unwrap();
+    assert_eq!(task(killed), hang, "it died running the hanging task");
+    let death = killed.death.as_ref().unwrap();
+    assert_eq!(death.signal, Some(9));
+    let killer = death.killer.as_ref().unwrap();
     assert_eq!(
-        killer.process.pid, main,
+        (killer.process.pid, killer.sig),
+        (main, 9),
         "the Celery main process killed it"
     );
     assert!(
-        killer.what.contains("enforcing a hard time limit"),
-        "{}",
-        killer.what
-    );
-    assert!(
-        killer.what.contains("SIGTERM, then SIGKILL"),
+        killer
+            .what
+            .contains("enforcing a hard time limit (SIGTERM, then SIGKILL"),
         "{}",
         killer.what
     );
@@ -379,7 +522,19 @@ fn a_celery_task_hits_its_hard_time_limit_and_another_leaves_a_child() {
             "{}",
             orphan.summary
         );
+        let dead = orphan.dead_parent.as_ref().unwrap();
+        assert_eq!(
+            (dead.pid, dead.role.as_deref()),
+            (worker, Some("celery.pool_worker"))
+        );
         assert_eq!(orphan.identity["celery_node"], "w1@lineage");
+        assert_eq!(
+            orphan.identity["celery_worker"],
+            killed.identity["celery_worker"]
+        );
+        assert_eq!(task(orphan), hang);
+        let orphan_killer = orphan.death.as_ref().unwrap().killer.as_ref().unwrap();
+        assert_eq!(orphan_killer.process.pid, main);
         let adopted = orphan.new_ppid.expect("adopted");
         assert_ne!(adopted, worker);
         let reparent = trace.only(
@@ -395,9 +550,9 @@ fn a_celery_task_hits_its_hard_time_limit_and_another_leaves_a_child() {
             (spawn.parent_pid, spawn.how),
             (Some(worker), Some(SpawnHow::Fork))
         );
+        assert_eq!(task(spawn), hang);
     }
 
-    let popen = pid_of(&report["popen_child"]);
     let spawn = trace.only(
         "the Popen child's spawn",
         findings(&trace, FindingKind::DaemonicSpawn).filter(|f| f.pid == popen),
@@ -405,38 +560,100 @@ fn a_celery_task_hits_its_hard_time_limit_and_another_leaves_a_child() {
     assert_eq!(spawn.how, Some(SpawnHow::Exec));
     assert!(spawn.program.as_deref().unwrap().ends_with("/sleep"));
     assert_eq!(spawn.identity["celery_node"], "w1@lineage");
+    assert_eq!(
+        task(spawn),
+        (
+            Some("tasks.leave_popen".to_owned()),
+            Some(popen_id.to_owned())
+        )
+    );
+    let popen_worker = spawn.parent_pid.unwrap();
 
-    // The postmortem says it in a few lines.
+    // The postmortem tells it in a few lines: which task left which children, who killed it.
     let output = Command::new(TRACER)
         .args(["report", text(trace.path())])
         .output()
         .unwrap();
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(output.status.success(), "{text}");
-    assert!(text.contains("Celery worker w1@lineage"), "{text}");
+    println!("{text}");
+    let block = |pid: u32| -> Vec<&str> {
+        let heading = format!("  Celery prefork pool worker {pid} `");
+        let mut lines = text.lines().skip_while(|l| !l.starts_with(&heading));
+        let first = lines.next().unwrap_or_else(|| panic!("no block for {pid}"));
+        std::iter::once(first)
+            .chain(lines.take_while(|l| l.starts_with("    ")))
+            .collect()
+    };
+    let hang_task = format!("tasks.spawn_and_hang[{hang_id}]");
+    let killed_block = block(worker);
+    assert_eq!(killed_block.len(), 8, "{killed_block:#?}");
     assert!(
-        text.contains("the Celery main process enforcing a hard time limit"),
+        killed_block[1].starts_with(&format!(
+            "    was killed by SIGKILL from {main}, the Celery main process enforcing a hard \
+             time limit (SIGTERM, then SIGKILL "
+        )) && killed_block[1].ends_with(&format!(", while running task {hang_task}")),
+        "{}",
+        killed_block[1]
+    );
+    assert_eq!(
+        killed_block[2],
+        format!("    started 2 children while daemonic, in task {hang_task}:")
+    );
+    assert_eq!(killed_block[5], "    left 2 orphans when it died:");
+    for orphan in &orphans {
+        let line = format!("      {} `", orphan.pid);
+        assert!(
+            killed_block[3..5]
+                .iter()
+                .any(|l| l.starts_with(&line) && l.ends_with("` (fork without exec)")),
+            "{killed_block:#?}"
+        );
+        let fate = format!(
+            ": still alive under {} at the end",
+            orphan.new_ppid.unwrap()
+        );
+        assert!(
+            killed_block[6..8]
+                .iter()
+                .any(|l| l.starts_with(&line) && l.ends_with(&fate)),
+            "{killed_block:#?}"
+        );
+    }
+    let popen_block = block(popen_worker);
+    assert_eq!(
+        &popen_block[1..],
+        [
+            format!("    started 1 child while daemonic, in task tasks.leave_popen[{popen_id}]:"),
+            format!("      {popen} `sleep 600` (exec of /usr/bin/sleep)"),
+        ],
         "{text}"
     );
-    assert!(text.contains("left 2 orphans when it died"), "{text}");
-    println!("{text}");
+    assert!(
+        text.lines().count() <= 16,
+        "a few lines, not a log:\n{text}"
+    );
 }
 
 #[test]
 fn plain_celery_tasks_give_no_findings() {
     let _kernel = kernel_test();
+    let started = Instant::now();
     let (trace, report, sid) = celery("control");
-    tally("Celery plain tasks (control)", &trace);
+    tally("Celery plain tasks (control)", &trace, started);
     assert_eq!(report["results"], serde_json::json!([0, 2, 4]));
-    let session: HashSet<u32> = trace
-        .starts()
-        .filter(|s| s.sid == sid)
-        .map(|s| s.pid)
-        .collect();
-    assert!(session.len() >= 2, "the worker's pool was seen starting");
+    let session = session_pids(&trace, sid);
+    let roles = roles_seen(&trace, None);
+    let workers = &roles["celery.pool_worker"];
+    assert_eq!(workers.len(), 2, "--concurrency 2: {roles:?}");
+    assert!(
+        workers.keys().all(|pid| session.contains(pid)) && workers.values().all(|&d| d),
+        "the pool workers were seen starting, daemonic: {roles:?}"
+    );
+    assert_eq!(roles["celery.main"].keys().collect::<Vec<_>>(), [&sid]);
     let about_the_worker: Vec<_> = trace
         .findings()
-        .filter(|f| session.contains(&f.pid) || f.pid == sid)
+        .filter(|f| session.contains(&f.pid))
         .collect();
     assert!(about_the_worker.is_empty(), "{about_the_worker:#?}");
 }
@@ -536,8 +753,13 @@ fn airflow(new_interpreter: bool, kill_supervisor: bool) -> (Trace, Value) {
 #[test]
 fn an_airflow_task_supervisor_is_killed_and_its_runner_orphaned() {
     let _kernel = kernel_test();
+    let started = Instant::now();
     let (trace, report) = airflow(false, true);
-    tally("Airflow 2 LocalExecutor task, supervisor killed", &trace);
+    tally(
+        "Airflow 2 LocalExecutor task, supervisor killed",
+        &trace,
+        started,
+    );
     let (runner, supervisor) = (pid_of(&report["task_pid"]), pid_of(&report["task_ppid"]));
     let task = [("dag_id", "lineage_spawner"), ("task_id", "spawn")];
 
@@ -567,11 +789,66 @@ fn an_airflow_task_supervisor_is_killed_and_its_runner_orphaned() {
         assert_eq!(orphaned.identity[key], value, "{key}");
     }
     assert!(orphaned.identity["run_id"].starts_with("manual__"));
+    assert!(
+        orphaned.identity["job_id"].parse::<u64>().is_ok(),
+        "{:?}",
+        orphaned.identity
+    );
     let root = orphaned.evidence.last().unwrap();
     assert!(
         root.reason.contains("Airflow 2 LocalExecutor worker"),
         "{root:?}"
     );
+    let dead = orphaned.dead_parent.as_ref().unwrap();
+    assert_eq!(
+        (dead.pid, dead.role.as_deref()),
+        (supervisor, Some("airflow.task_supervisor"))
+    );
+    // The test itself sent the SIGKILL.
+    for death in [&orphaned.death, &killed.death] {
+        let death = death.as_ref().unwrap();
+        assert_eq!(death.signal, Some(9));
+        let killer = death.killer.as_ref().unwrap();
+        assert_eq!((killer.process.pid, killer.sig), (std::process::id(), 9));
+    }
+    let reparent = trace.only(
+        "the runner's reparent",
+        trace.reparents().filter(|r| r.pid == runner),
+    );
+    assert_eq!(orphaned.new_ppid, Some(reparent.new_ppid));
+    let lineage: Vec<Option<&str>> = orphaned
+        .lineage
+        .iter()
+        .map(|ancestor| ancestor.role.as_deref())
+        .collect();
+    assert_eq!(
+        lineage[..3],
+        [
+            Some("airflow.task_supervisor"),
+            Some("airflow.local_worker"),
+            Some("airflow.scheduler"),
+        ],
+        "{:#?}",
+        orphaned.lineage
+    );
+
+    // Every Airflow 2 role of a LocalExecutor scheduler was recognised, daemonic where it is.
+    // (`airflow executor -- LocalExecutor` is the scheduler's own title only while it starts
+    // its workers, so the scheduler ends up a scheduler.)
+    let roles = roles_seen(&trace, None);
+    for (role, daemonic) in [
+        ("airflow.scheduler", false),
+        ("airflow.local_worker", true),
+        ("airflow.dag_processor_manager", false),
+        ("airflow.dag_file_processor", false),
+        ("airflow.task_supervisor", true),
+        ("airflow.task_runner", true),
+    ] {
+        let seen = roles
+            .get(role)
+            .unwrap_or_else(|| panic!("no {role} in {roles:?}"));
+        assert!(seen.values().all(|&d| d == daemonic), "{role}: {seen:?}");
+    }
 
     let children: Vec<u32> = report["children"]
         .as_array()
@@ -579,7 +856,7 @@ fn an_airflow_task_supervisor_is_killed_and_its_runner_orphaned() {
         .iter()
         .map(pid_of)
         .collect();
-    for child in children {
+    for &child in &children {
         let spawn = trace.only(
             "the task's child",
             findings(&trace, FindingKind::DaemonicSpawn).filter(|f| f.pid == child),
@@ -589,13 +866,33 @@ fn an_airflow_task_supervisor_is_killed_and_its_runner_orphaned() {
             assert_eq!(spawn.identity[key], value, "{key}");
         }
     }
+    // The worker forked the supervisor, the supervisor the runner, the runner two children.
+    let task_processes = children
+        .iter()
+        .copied()
+        .chain([runner, supervisor])
+        .collect();
+    assert_eq!(
+        counts_about(&trace, &task_processes),
+        [
+            (FindingKind::DaemonicSpawn, 4),
+            (FindingKind::Orphaned, 1),
+            (FindingKind::Killed, 1),
+        ]
+        .into()
+    );
 }
 
 #[test]
 fn an_airflow_task_in_a_new_interpreter_is_not_daemonic() {
     let _kernel = kernel_test();
+    let started = Instant::now();
     let (trace, report) = airflow(true, false);
-    tally("Airflow 2 task in a new interpreter (control)", &trace);
+    tally(
+        "Airflow 2 task in a new interpreter (control)",
+        &trace,
+        started,
+    );
     let (runner, command) = (pid_of(&report["task_pid"]), pid_of(&report["task_ppid"]));
     let (pipeline, _, _) =
         tracer::replay::replay(trace.path(), None, None, tracer::sink::NullSink).unwrap();

@@ -16,12 +16,16 @@ def main():
     if sys.argv[1] == "control":
         report["results"] = [plain.delay(x).get(timeout=60) for x in range(3)]
     else:
+        hang = spawn_and_hang.delay()
+        report["hang_id"] = hang.id
         try:
-            spawn_and_hang.delay().get(timeout=60)
+            hang.get(timeout=60)
             report["hang"] = "returned"
         except TimeLimitExceeded:
             report["hang"] = "TimeLimitExceeded"
-        report["popen_child"] = leave_popen.delay().get(timeout=60)
+        popen = leave_popen.delay()
+        report["popen_id"] = popen.id
+        report["popen_child"] = popen.get(timeout=60)
     print(json.dumps(report))
 
 

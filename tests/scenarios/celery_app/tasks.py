@@ -6,6 +6,9 @@ import time
 import billiard
 from celery import Celery
 
+# The tracer's recipe (contrib/, on PYTHONPATH): pool worker titles name the running task.
+import celery_task_titles  # noqa: F401
+
 app = Celery("tasks", broker=os.environ["LINEAGE_BROKER"], backend=os.environ["LINEAGE_BROKER"])
 app.conf.worker_prefetch_multiplier = 1
 
