@@ -160,6 +160,9 @@ struct ViewArgs {
     /// Show only processes with this role (id or label) and their ancestors.
     #[arg(long, value_name = "ROLE")]
     role: Option<String>,
+    /// Show only the live orphans, under the processes that adopted them.
+    #[arg(long)]
+    orphans: bool,
 }
 
 #[derive(Args, Debug, Clone, Copy)]
@@ -356,6 +359,7 @@ impl ViewArgs {
         ViewOptions {
             pid: self.pid,
             role: self.role.clone(),
+            orphans: self.orphans,
             kernel_threads,
         }
     }

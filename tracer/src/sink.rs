@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use crate::event::Event;
 use crate::ingest::{Sink, Status};
 use crate::model::Model;
-use crate::render::{event_line, status_line};
+use crate::render::{event_line, orphan_lines, status_line};
 use crate::trace::{TraceHeader, TraceWriter};
 
 /// Records every event to a trace file.
@@ -97,11 +97,25 @@ impl Sink for TerminalSink {
     }
 
     fn finish(&mut self, model: &Model, status: &Status) -> Result<()> {
-        writeln!(self.out, "tracer watch: {}", status_line(model, status))?;
+        for line in closing_lines(model, status) {
+            writeln!(self.out, "{line}")?;
+        }
         self.out.flush()?;
         Ok(())
     }
 }
+
+/// What `watch --plain` says as it stops: the orphans still alive, then the status.
+fn closing_lines(model: &Model, status: &Status) -> Vec<String> {
+    orphan_lines(model, MAX_ORPHAN_LINES, None)
+        .into_iter()
+        .chain([status_line(model, status)])
+        .map(|line| format!("tracer watch: {line}"))
+        .collect()
+}
+
+/// Live orphans `watch --plain` lists as it stops; the rest are counted.
+const MAX_ORPHAN_LINES: usize = 100;
 
 /// Discards events: for callers that only want the model.
 pub struct NullSink;
@@ -121,5 +135,40 @@ impl Sink for NullSink {
 
     fn finish(&mut self, _model: &Model, _status: &Status) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::Analyzer;
+    use crate::fixtures::{self, key};
+    use crate::ingest::Pipeline;
+    use crate::roles::Rules;
+
+    #[test]
+    fn watch_lists_the_live_orphans_as_it_stops() {
+        const S: u64 = 1_000_000_000;
+        let mut pipeline = Pipeline::new(
+            Model::new(10_000_000),
+            Analyzer::new(Rules::builtin()),
+            NullSink,
+        );
+        let (parent, child) = (key(20, 2 * S), key(21, 3 * S));
+        for event in [
+            fixtures::snapshot(S, key(1, 0), 0, "/sbin/init"),
+            fixtures::fork(2 * S, parent, key(1, 0), "sh"),
+            fixtures::fork(3 * S, child, parent, "sh"),
+            fixtures::exit(4 * S, parent, 1, (Some(0), None), 1),
+        ] {
+            pipeline.apply(&event).unwrap();
+        }
+        let lines = closing_lines(&pipeline.model, &Status::default());
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(
+            lines[0],
+            "tracer watch: orphan 21 /sbin/init under 1, parent 20 [sh] died 0ms ago"
+        );
+        assert!(lines[1].starts_with("tracer watch: 2 processes, 0 daemonic, 1 orphaned"));
     }
 }

@@ -115,6 +115,9 @@ fn draw_status(frame: &mut Frame, area: Rect, view: &View, screen: &Screen) {
     if let Some(role) = &view.role_filter {
         spans.push(Span::styled(format!("  role {}", sanitize(role)), HEADER));
     }
+    if view.orphans_only {
+        spans.push(Span::styled("  live orphans only", HEADER));
+    }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
@@ -374,7 +377,10 @@ pub const HELP: &[(&str, &str)] = &[
     ("← →  h l", "collapse (or go to parent), expand"),
     ("c  e", "toggle the subtree, expand all"),
     ("/  n N", "search title, pid or role; next, previous match"),
-    ("o", "next orphan"),
+    (
+        "o  O",
+        "next orphan; show only the live orphans (or all again)",
+    ),
     ("r  R", "filter by the next role, clear the filter"),
     ("f  F", "focus the selected subtree, unfocus"),
     ("p  space", "pause the view (capture goes on)"),

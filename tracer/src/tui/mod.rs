@@ -36,6 +36,7 @@ pub const FRAME_INTERVAL: Duration = Duration::from_millis(100);
 pub struct ViewOptions {
     pub pid: Option<u32>,
     pub role: Option<String>,
+    pub orphans: bool,
     pub kernel_threads: bool,
 }
 
@@ -44,6 +45,7 @@ impl ViewOptions {
         View {
             focus: self.pid,
             role_filter: self.role.clone(),
+            orphans_only: self.orphans,
             kernel_threads: self.kernel_threads,
             ..View::default()
         }

@@ -261,6 +261,23 @@ fn collapse_focus_filter_and_search_change_the_rows() {
     let pids: Vec<u32> = by_role.rows.iter().map(|r| r.key.pid).collect();
     assert_eq!(pids, [1, 100]);
 
+    // Live orphans only (`O`, or `--orphans`): the child under init that adopted it.
+    press(&mut view, KeyCode::Char('O'));
+    let buffer = frame(&host, &mut view, 160, 30);
+    let pids: Vec<u32> = view.rows.iter().map(|r| r.key.pid).collect();
+    assert_eq!(pids, [1, 102]);
+    assert!(find(&buffer, "live orphans only").is_some());
+    press(&mut view, KeyCode::Char('O'));
+    frame(&host, &mut view, 160, 30);
+    assert_eq!(view.rows.len(), all);
+    let mut orphans = ViewOptions {
+        orphans: true,
+        ..ViewOptions::default()
+    }
+    .view();
+    frame(&host, &mut orphans, 160, 30);
+    assert_eq!(orphans.rows.len(), 2);
+
     // Search: `/`, typing, Enter selects the first match; matches are underlined.
     frame(&host, &mut view, 160, 30);
     press(&mut view, KeyCode::Char('/'));

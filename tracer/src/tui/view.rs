@@ -82,6 +82,8 @@ pub struct View {
     pub mode: Mode,
     pub search: String,
     pub role_filter: Option<String>,
+    /// Show only the live orphans (with their ancestors, where they now live).
+    pub orphans_only: bool,
     /// Show only this pid's subtree.
     pub focus: Option<u32>,
     /// Keep showing the rows as they were; the model goes on.
@@ -104,6 +106,7 @@ impl Default for View {
             mode: Mode::Normal,
             search: String::new(),
             role_filter: None,
+            orphans_only: false,
             focus: None,
             paused: false,
             kernel_threads: false,
@@ -219,7 +222,7 @@ impl View {
                 roots.push(nodes.len() - 1);
             }
         }
-        if let Some(filter) = &self.role_filter {
+        if self.role_filter.is_some() || self.orphans_only {
             // A match keeps its ancestors, so that it is shown where it lives.
             fn mark(nodes: &mut [Node], id: usize, wanted: &dyn Fn(&Node) -> bool) -> bool {
                 let mut stack = vec![(id, false)];
@@ -237,16 +240,23 @@ impl View {
                 }
                 result[&id]
             }
+            let filter = self.role_filter.as_deref();
             let wanted = |node: &Node| match &node.item {
                 Item::Live(index) => {
-                    let role = model.get(*index).class.role.as_ref();
-                    role_matches(
-                        filter,
-                        role.map(|r| r.id.as_str()),
-                        role.map(|r| r.label.as_str()),
-                    )
+                    let process = model.get(*index);
+                    let role = process.class.role.as_ref();
+                    filter.is_none_or(|filter| {
+                        role_matches(
+                            filter,
+                            role.map(|r| r.id.as_str()),
+                            role.map(|r| r.label.as_str()),
+                        )
+                    }) && (!self.orphans_only || process.orphaned.is_some())
                 }
-                Item::Exited(tomb) => role_matches(filter, None, tomb.role.as_deref()),
+                Item::Exited(tomb) => {
+                    !self.orphans_only
+                        && filter.is_none_or(|f| role_matches(f, None, tomb.role.as_deref()))
+                }
             };
             for &root in &roots {
                 mark(&mut nodes, root, &wanted);
@@ -457,6 +467,7 @@ impl View {
             KeyCode::Char('n') => self.next_match(true),
             KeyCode::Char('N') => self.next_match(false),
             KeyCode::Char('o') => self.jump(true, |r| r.orphan && !r.exited),
+            KeyCode::Char('O') => self.orphans_only = !self.orphans_only,
             KeyCode::Char('r') => {
                 self.role_filter = match &self.role_filter {
                     None => self.roles.first().cloned(),
