@@ -134,6 +134,16 @@ fn run(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Says what is being installed and why, does it, and says how long it took: a fresh
+/// machine's set-up time is worth knowing.
+fn install(what: &str, action: impl FnOnce() -> Result<()>) -> Result<()> {
+    eprintln!("xtask: {what}");
+    let started = std::time::Instant::now();
+    action()?;
+    eprintln!("xtask: done in {:.0?}", started.elapsed());
+    Ok(())
+}
+
 fn output(command: &mut Command) -> Option<String> {
     let out = command.output().ok()?;
     out.status
@@ -170,18 +180,22 @@ fn ensure_bpf_toolchain() -> Result<()> {
     if installed.is_some_and(|components| components.contains("rust-src")) {
         return Ok(());
     }
-    eprintln!(
-        "xtask: installing the {toolchain} toolchain with rust-src (the probes build core for BPF)"
-    );
-    run(command("rustup").args([
-        "toolchain",
-        "install",
-        toolchain,
-        "--profile",
-        "minimal",
-        "--component",
-        "rust-src",
-    ]))
+    install(
+        &format!(
+            "installing the {toolchain} toolchain with rust-src (the probes build core for BPF)"
+        ),
+        || {
+            run(command("rustup").args([
+                "toolchain",
+                "install",
+                toolchain,
+                "--profile",
+                "minimal",
+                "--component",
+                "rust-src",
+            ]))
+        },
+    )
 }
 
 fn missing_packages(packages: &[&'static str]) -> Vec<&'static str> {
@@ -197,14 +211,18 @@ fn missing_packages(packages: &[&'static str]) -> Vec<&'static str> {
 }
 
 fn apt_install(packages: &[&str], why: &str) -> Result<()> {
-    eprintln!("xtask: installing {} ({why})", packages.join(" "));
-    run(as_root("apt-get")
-        .args(["update", "-q"])
-        .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    run(as_root("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(packages)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+    install(
+        &format!("installing {} ({why})", packages.join(" ")),
+        || {
+            run(as_root("apt-get")
+                .args(["update", "-q"])
+                .env("DEBIAN_FRONTEND", "noninteractive"))?;
+            run(as_root("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(packages)
+                .env("DEBIAN_FRONTEND", "noninteractive"))
+        },
+    )
 }
 
 fn ensure_llvm() -> Result<()> {
@@ -237,19 +255,21 @@ fn ensure_test_stacks() -> Result<PathBuf> {
         if std::fs::read_to_string(&stamp).is_ok_and(|have| have == wanted) {
             continue;
         }
-        eprintln!(
-            "xtask: building the {name} venv for the real-world tests ({})",
+        let what = format!(
+            "building the {name} venv for the real-world tests ({})",
             requirements.join(" ")
         );
-        let _ = std::fs::remove_dir_all(&venv);
-        std::fs::create_dir_all(&venvs)
-            .with_context(|| format!("cannot create {}", venvs.display()))?;
-        run(command("python3").arg("-m").arg("venv").arg(&venv))?;
-        run(Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "--disable-pip-version-check"])
-            .args(*requirements))?;
-        std::fs::write(&stamp, wanted)
-            .with_context(|| format!("cannot write {}", stamp.display()))?;
+        install(&what, || {
+            let _ = std::fs::remove_dir_all(&venv);
+            std::fs::create_dir_all(&venvs)
+                .with_context(|| format!("cannot create {}", venvs.display()))?;
+            run(command("python3").arg("-m").arg("venv").arg(&venv))?;
+            run(Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "--disable-pip-version-check"])
+                .args(*requirements))?;
+            std::fs::write(&stamp, &wanted)
+                .with_context(|| format!("cannot write {}", stamp.display()))
+        })?;
     }
     Ok(venvs)
 }
@@ -261,24 +281,24 @@ fn ensure_bpf_linker() -> Result<()> {
     {
         return Ok(());
     }
-    eprintln!(
-        "xtask: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (a few minutes, once)"
-    );
     // Without LLVM_PREFIX its build finds Debian's default llvm-config (LLVM 14) and fails.
     let mut path = OsString::from(Path::new(LLVM_PREFIX).join("bin"));
     path.push(":");
     path.push(tool_path());
-    run(command("cargo")
-        .args([
-            "install",
-            "bpf-linker",
-            "--version",
-            BPF_LINKER_VERSION,
-            "--force",
-        ])
-        .args(["--no-default-features", "--features", "llvm-22"])
-        .env("LLVM_PREFIX", LLVM_PREFIX)
-        .env("PATH", path))
+    let what = format!("building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (once)");
+    install(&what, || {
+        run(command("cargo")
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--force",
+            ])
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", LLVM_PREFIX)
+            .env("PATH", path))
+    })
 }
 
 fn setup() -> Result<()> {
