@@ -150,7 +150,7 @@ fn pid_of(value: &Value) -> u32 {
 /// Prints how many findings of each kind a scenario produced and how long it took (for the
 /// record of a run), and holds it to its time bound.
 fn tally(scenario: &str, trace: &Trace, started: Instant) {
-    let mut counts = std::collections::BTreeMap::new();
+    let mut counts = BTreeMap::new();
     for finding in trace.findings() {
         *counts.entry(format!("{:?}", finding.kind)).or_insert(0) += 1;
     }
