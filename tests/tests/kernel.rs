@@ -131,7 +131,16 @@ fn threads_never_show_up_as_processes() {
 fn double_fork_under_a_subreaper_is_reparented_and_orphaned() {
     let _kernel = kernel_test();
     let recording = Recording::start(&[]);
-    let report = workload(&["double-fork", "--subreaper"]);
+    let held = Held::start(&["double-fork", "--subreaper", "--hold"]);
+    let report = held.report.clone();
+    let grandchild = pid(&report, "grandchild");
+    // The tracer checks a reparent in /proc before it writes the batch: once the line is in
+    // the file, the orphan it checked may go.
+    recording.wait_for(
+        "the reparent",
+        |e| matches!(e, Event::Reparent(r) if r.pid == grandchild),
+    );
+    held.release();
     let trace = recording.stop();
     let (subreaper, middle, grandchild) = (
         pid(&report, "parent"),
@@ -180,6 +189,31 @@ fn double_fork_under_a_subreaper_is_reparented_and_orphaned() {
         model.lineage(index).next().unwrap().1.exit.is_some(),
         "the parent is a tombstone"
     );
+
+    // The live tracer found the same parent in /proc. Other reparents on the host may add to
+    // the counts, but none may have needed a correction.
+    let (agreed, _, corrected) = reparent_checks(&trace.stderr);
+    assert!(agreed >= 1, "{}", trace.stderr);
+    assert_eq!(corrected, 0, "{}", trace.stderr);
+    assert!(trace.reparents().all(|r| r.source == ReparentSource::Exit));
+}
+
+/// The `reparents checked in /proc` counts of `record`'s summary line: agreed,
+/// inconclusive, corrected.
+fn reparent_checks(stderr: &str) -> (u64, u64, u64) {
+    let text = stderr
+        .split("reparents checked in /proc: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no reparent checks in the summary:\n{stderr}"));
+    let count = |what: &str| -> u64 {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        words
+            .windows(2)
+            .find(|w| w[1].trim_end_matches(',') == what)
+            .and_then(|w| w[0].parse().ok())
+            .unwrap_or_else(|| panic!("no {what} count in {text:?}"))
+    };
+    (count("agreed"), count("inconclusive"), count("corrected"))
 }
 
 #[test]

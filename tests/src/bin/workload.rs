@@ -49,6 +49,9 @@ enum Scenario {
         /// Become a child subreaper first (PR_SET_CHILD_SUBREAPER).
         #[arg(long)]
         subreaper: bool,
+        /// Keep the orphan alive until standard input closes (the report comes first).
+        #[arg(long)]
+        hold: bool,
     },
     /// Double fork inside a new pid namespace: the namespace's init adopts the orphan.
     PidnsDoubleFork,
@@ -264,7 +267,7 @@ fn settled_ppid(pid: Pid, old_parent: Pid) -> Result<i32> {
     }
 }
 
-fn double_fork(subreaper: bool) -> Result<()> {
+fn double_fork(subreaper: bool, hold: bool) -> Result<()> {
     if subreaper {
         prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER failed")?;
     }
@@ -296,11 +299,6 @@ fn double_fork(subreaper: bool) -> Result<()> {
     let grandchild = Pid::from_raw(i32::from_ne_bytes(bytes));
     let middle_status = waitpid(middle, None)?;
     let observed_ppid = settled_ppid(grandchild, middle)?;
-    drop(hold_write);
-    wait_for_eof(done_read);
-    if subreaper {
-        waitpid(grandchild, None)?;
-    }
     report(json!({
         "parent": pid_json(getpid()),
         "middle": pid_json(middle),
@@ -308,6 +306,14 @@ fn double_fork(subreaper: bool) -> Result<()> {
         "observed_ppid": observed_ppid,
         "middle_status": exit_code(middle_status),
     }));
+    if hold {
+        wait_for_stdin_eof();
+    }
+    drop(hold_write);
+    wait_for_eof(done_read);
+    if subreaper {
+        waitpid(grandchild, None)?;
+    }
     Ok(())
 }
 
@@ -673,7 +679,7 @@ fn main() -> std::process::ExitCode {
         Scenario::ForkExecExit { code } => fork_exec_exit(code),
         Scenario::SiblingKill => sibling_kill(),
         Scenario::Threads { count, seconds } => threads(count, seconds),
-        Scenario::DoubleFork { subreaper } => double_fork(subreaper),
+        Scenario::DoubleFork { subreaper, hold } => double_fork(subreaper, hold),
         Scenario::PidnsDoubleFork => pidns_double_fork(),
         Scenario::ThreadExec => thread_exec(),
         Scenario::Rename {
