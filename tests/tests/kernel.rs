@@ -249,6 +249,22 @@ fn double_fork_in_a_pid_namespace_is_adopted_by_its_init() {
     // The init's own exit: it was its namespace's reaper, so it names itself.
     let init_exit = trace.only("exit of the init", trace.exits().filter(|e| e.pid == init));
     assert_eq!(init_exit.reaper_pid, init);
+
+    // Replayed up to just before the orphan exits: marked orphaned by the middle's death,
+    // under the namespace's init.
+    let orphan_exit = trace.only(
+        "exit of the grandchild",
+        trace.exits().filter(|e| e.pid == grandchild),
+    );
+    assert!(orphan_exit.ts > exit.ts);
+    let (pipeline, _, _) = replay(trace.path(), Some(orphan_exit.ts - 1), None, NullSink).unwrap();
+    let model = &pipeline.model;
+    let orphan = model.live(grandchild).expect("the orphan is alive then");
+    assert_eq!((orphan.ppid, orphan.original_ppid), (init, middle));
+    let orphaning = orphan.orphaned.as_ref().expect("marked orphaned");
+    assert_eq!(orphaning.parent.pid, middle);
+    assert_eq!(orphaning.new_ppid, init);
+    assert_eq!(orphaning.ts, exit.ts);
 }
 
 #[test]
