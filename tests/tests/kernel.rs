@@ -95,6 +95,247 @@ fn sigkill_from_a_sibling_names_the_sender() {
 }
 
 #[test]
+fn sigabrt_with_a_core_limit_reports_the_core_dump_as_waitpid_does() {
+    let _kernel = kernel_test();
+    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let pattern = pattern.trim();
+    let recording = Recording::start(&[]);
+    let report = workload(&["core-dump"]);
+    let trace = recording.stop();
+    let child = pid(&report, "child");
+    assert_eq!(report["status"]["signal"], 6, "{report}");
+    let waitpid_core = report["status"]["core"].as_bool().expect("WCOREDUMP");
+
+    let exit = trace.only(
+        "exit of the child",
+        trace.exits().filter(|e| e.pid == child),
+    );
+    assert_eq!((exit.exit_code, exit.signal), (None, Some(6)));
+    assert_eq!(
+        exit.core_dumped, waitpid_core,
+        "the tracer agrees with WCOREDUMP"
+    );
+    // A relative pattern dumps into the child's working directory, which the workload made.
+    // A pipe or an absolute path hands the core to something this test does not control.
+    if pattern.is_empty() || pattern.starts_with('|') || pattern.starts_with('/') {
+        println!(
+            "core_pattern {pattern:?} puts cores outside the test's control: WCOREDUMP was \
+             {waitpid_core}, so only the agreement is checked"
+        );
+    } else {
+        assert!(
+            waitpid_core,
+            "core_pattern {pattern:?} with RLIMIT_CORE unlimited should dump: {report}"
+        );
+        assert!(
+            !report["files"].as_array().unwrap().is_empty(),
+            "no core file: {report}"
+        );
+    }
+
+    let signal = trace.only(
+        "SIGABRT to the child",
+        trace
+            .signals()
+            .filter(|s| s.target_pid == child && s.sig == 6),
+    );
+    assert_eq!(signal.sender_pid, child, "raise(3): it signalled itself");
+    assert_eq!(signal.code, -6, "raise(3) is tgkill(2): SI_TKILL");
+    assert_eq!(signal.result, SignalResult::Delivered);
+    assert_eq!(signal.start_time, exit.start_time);
+    assert!(signal.ts <= exit.ts);
+}
+
+#[test]
+fn only_the_terminating_signals_are_reported_each_with_its_result() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    let report = workload(&["signals"]);
+    let trace = recording.stop();
+    let (sender, target) = (pid(&report, "sender"), pid(&report, "target"));
+    assert_eq!(report["status"]["signal"], 9, "{report}");
+    let sent: Vec<i64> = report["sent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_i64().unwrap())
+        .collect();
+    // SIGUSR2, SIGCHLD, SIGWINCH, SIGSTOP and SIGCONT were sent too, and are not reported.
+    assert_eq!(sent, [1, 2, 3, 6, 10, 10, 15, 12, 17, 28, 19, 18, 9]);
+
+    let start = trace.only(
+        "start of the target",
+        trace.starts().filter(|s| s.pid == target),
+    );
+    let seen: Vec<(i32, SignalResult)> = trace
+        .signals()
+        .filter(|s| s.target_pid == target)
+        .map(|s| {
+            assert_eq!((s.pid, s.start_time), (target, start.start_time), "{s:?}");
+            assert_eq!(s.sender_pid, sender, "{s:?}");
+            assert_eq!(s.code, 0, "kill(2) is SI_USER: {s:?}");
+            (s.sig, s.result)
+        })
+        .collect();
+    use SignalResult::{AlreadyPending, Delivered, Ignored};
+    assert_eq!(
+        seen,
+        [
+            (1, Ignored), // SIG_IGN there
+            (2, Delivered),
+            (3, Delivered),
+            (6, Delivered),
+            (10, Delivered),      // blocked there: queued
+            (10, AlreadyPending), // the same again while the first is pending
+            (15, Delivered),
+            (9, Delivered),
+        ]
+    );
+    let exit = trace.only(
+        "exit of the target",
+        trace.exits().filter(|e| e.pid == target),
+    );
+    assert_eq!((exit.exit_code, exit.signal), (None, Some(9)));
+}
+
+#[test]
+fn clone_parent_makes_the_callers_parent_the_parent() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    let report = workload(&["clone-parent"]);
+    let trace = recording.stop();
+    let (grandparent, caller, child) = (
+        pid(&report, "parent"),
+        pid(&report, "caller"),
+        pid(&report, "child"),
+    );
+    assert_eq!(
+        pid(&report, "observed_ppid"),
+        grandparent,
+        "the kernel's own answer"
+    );
+
+    let start = trace.only(
+        "start of the child",
+        trace.starts().filter(|s| s.pid == child),
+    );
+    assert_eq!(start.ppid, grandparent);
+    assert_eq!((start.caller_pid, start.tid), (caller, caller));
+    assert_eq!(start.comm, "clone-caller", "born a copy of its caller");
+    let grandparent_start = trace.only(
+        "start of the grandparent",
+        trace.starts().filter(|s| s.pid == grandparent),
+    );
+    assert_eq!(start.parent_start_time, grandparent_start.start_time);
+
+    // Its caller's exit changed nothing for it: it was never the caller's child.
+    let caller_exit = trace.only(
+        "exit of the caller",
+        trace.exits().filter(|e| e.pid == caller),
+    );
+    let exit = trace.only(
+        "exit of the child",
+        trace.exits().filter(|e| e.pid == child),
+    );
+    assert!(caller_exit.ts < exit.ts);
+    assert_eq!(exit.ppid, grandparent);
+    assert_eq!(trace.reparents().filter(|r| r.pid == child).count(), 0);
+
+    let (pipeline, _, _) = replay(trace.path(), Some(exit.ts - 1), None, NullSink).unwrap();
+    let model = &pipeline.model;
+    let index = model.live_index(child).expect("alive before its exit");
+    let process = model.get(index);
+    assert_eq!(
+        (process.ppid, process.original_ppid),
+        (grandparent, grandparent)
+    );
+    assert!(process.orphaned.is_none(), "{process:?}");
+    assert_eq!(process.comm, "clone-caller");
+    assert_eq!(
+        model.creator(index).map(|c| model.get(c).key.pid),
+        Some(grandparent)
+    );
+    assert!(model.children_of(grandparent).contains(&index));
+}
+
+#[test]
+fn uid_cgroup_and_process_groups_are_what_proc_says() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    let report = workload(&["identity"]);
+    let trace = recording.stop();
+    let leader = pid(&report, "leader");
+    let seen = &report["grandchild"];
+    let member = pid(seen, "pid");
+    let cgroup_id = |field: &str| report[field].as_u64().unwrap();
+
+    // The leader forked as root in the workload's cgroup, session and process group, then
+    // moved to a cgroup and session of its own and became nobody.
+    let leader_start = trace.only(
+        "start of the leader",
+        trace.starts().filter(|s| s.pid == leader),
+    );
+    assert_eq!(leader_start.uid, 0);
+    assert_eq!(leader_start.cgroup_id, cgroup_id("leader_cgroup_id"));
+    assert_eq!(
+        (leader_start.pgid, leader_start.sid),
+        (
+            nix::unistd::getpgrp().as_raw() as u32,
+            nix::unistd::getsid(None).unwrap().as_raw() as u32
+        ),
+        "inherited from this test"
+    );
+
+    let start = trace.only(
+        "start of the grandchild",
+        trace.starts().filter(|s| s.pid == member),
+    );
+    assert_eq!(start.ppid, leader);
+    assert_eq!(start.uid, 65534);
+    assert_eq!(
+        u64::from(start.uid),
+        seen["uid"].as_u64().unwrap(),
+        "/proc's Uid"
+    );
+    assert_eq!(
+        (start.pgid, start.sid),
+        (pid(seen, "pgid_at_start"), pid(seen, "sid_at_start")),
+        "/proc's process group and session"
+    );
+    assert_eq!((start.pgid, start.sid), (leader, leader));
+    assert_eq!(
+        start.cgroup_id,
+        cgroup_id("grandchild_cgroup_id"),
+        "the inode of {}",
+        report["grandchild_cgroup"]
+    );
+    if report["own_cgroup"] == true {
+        assert_ne!(start.cgroup_id, leader_start.cgroup_id);
+    } else {
+        println!("could not create a cgroup here: the grandchild shares the workload's");
+    }
+
+    // It then moved to a process group of its own.
+    let rename = trace.only("rename", trace.renames().filter(|r| r.pid == member));
+    assert_eq!(rename.comm, "identity-test");
+    assert_eq!(
+        (rename.pgid, rename.sid),
+        (pid(seen, "pgid"), pid(seen, "sid"))
+    );
+    assert_eq!((rename.pgid, rename.sid), (member, leader));
+    let exit = trace.only(
+        "exit of the grandchild",
+        trace.exits().filter(|e| e.pid == member),
+    );
+    assert_eq!((exit.pgid, exit.sid), (member, leader));
+    let leader_exit = trace.only(
+        "exit of the leader",
+        trace.exits().filter(|e| e.pid == leader),
+    );
+    assert_eq!((leader_exit.pgid, leader_exit.sid), (leader, leader));
+}
+
+#[test]
 fn threads_never_show_up_as_processes() {
     let _kernel = kernel_test();
     let recording = Recording::start(&[]);
