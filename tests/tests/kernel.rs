@@ -649,9 +649,28 @@ fn processes_started_before_the_tracer_are_in_the_snapshot() {
     );
 }
 
-/// Runs a burst of COUNT fork+exec+exit under a recording. With `stall`, the tracer is
-/// stopped (SIGSTOP) for the burst, as if descheduled, so that its ring buffer fills.
-fn burst(ring_buffer: &str, count: u64, stall: bool) -> (Trace, serde_json::Value) {
+/// What each burst child renames itself to before it execs or is killed.
+const BURST_NAME: &str = "tracer-burst";
+/// One burst child in this many is ended by SIGTERM instead of exec'ing.
+const BURST_KILL_EVERY: u64 = 4;
+
+/// Processes the host created (threads too): `processes` of `/proc/stat`.
+fn host_forks() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("processes "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("processes in /proc/stat")
+}
+
+/// Runs a burst of COUNT processes under a recording: each renames itself, then execs
+/// /bin/true and exits, or (one in BURST_KILL_EVERY) is ended by SIGTERM from the burst's
+/// root. With `stall`, the tracer is stopped (SIGSTOP) for the burst, as if descheduled, so
+/// that its ring buffer fills. Also returns how many processes and threads the whole host
+/// created from before the tracer started to after it stopped.
+fn burst(ring_buffer: &str, count: u64, stall: bool) -> (Trace, serde_json::Value, u64) {
+    let forks_before = host_forks();
     let recording = Recording::start(&["--ring-buffer", ring_buffer]);
     if stall {
         recording.signal(nix::sys::signal::Signal::SIGSTOP);
@@ -664,19 +683,42 @@ fn burst(ring_buffer: &str, count: u64, stall: bool) -> (Trace, serde_json::Valu
         "8",
         "--program",
         "/bin/true",
+        "--rename",
+        BURST_NAME,
+        "--kill-every",
+        &BURST_KILL_EVERY.to_string(),
     ]);
     if stall {
         recording.signal(nix::sys::signal::Signal::SIGCONT);
     }
-    (recording.stop(), report)
+    let trace = recording.stop();
+    (trace, report, host_forks() - forks_before)
 }
 
+#[derive(Debug)]
 struct Accounting {
     starts: u64,
     execs: u64,
     exits: u64,
+    renames: u64,
+    signals: u64,
 }
 
+impl Accounting {
+    /// Each kind with what was captured of it and what was lost of it (host-wide).
+    fn with_lost(&self, lost: &tracer::event::LostCounts) -> [(&'static str, u64, u64); 5] {
+        [
+            ("process_start", self.starts, lost.process_start),
+            ("exec", self.execs, lost.exec),
+            ("exit", self.exits, lost.exit),
+            ("rename", self.renames, lost.rename),
+            ("signal", self.signals, lost.signal),
+        ]
+    }
+}
+
+/// The burst's records in the trace. A child whose start was lost is still known by its
+/// name (before exec) or /bin/true's (after).
 fn account(trace: &Trace, root: u32) -> Accounting {
     let children: HashSet<u32> = trace
         .starts()
@@ -691,7 +733,15 @@ fn account(trace: &Trace, root: u32) -> Accounting {
             .count() as u64,
         exits: trace
             .exits()
-            .filter(|e| e.ppid == root && (children.contains(&e.pid) || e.comm == "true"))
+            .filter(|e| {
+                e.ppid == root
+                    && (children.contains(&e.pid) || e.comm == "true" || e.comm == BURST_NAME)
+            })
+            .count() as u64,
+        renames: trace.renames().filter(|r| r.comm == BURST_NAME).count() as u64,
+        signals: trace
+            .signals()
+            .filter(|s| s.sender_pid == root && s.sig == 15)
             .count() as u64,
     }
 }
@@ -700,40 +750,61 @@ fn account(trace: &Trace, root: u32) -> Accounting {
 fn a_burst_of_20000_processes_is_fully_accounted() {
     let _kernel = kernel_test();
     let count = 20_000;
-    let (trace, report) = burst("32M", count, false);
-    for field in ["forks", "execs", "exits"] {
-        assert_eq!(report[field], count, "the workload's own count of {field}");
+    let (trace, report, _) = burst("32M", count, false);
+    // The workload's own counts: every child renamed; one in four killed, the rest exec'd.
+    let killed = count / BURST_KILL_EVERY;
+    for (field, expected) in [
+        ("forks", count),
+        ("exits", count),
+        ("renames", count),
+        ("execs", count - killed),
+        ("signals", killed),
+        ("killed", killed),
+    ] {
+        assert_eq!(
+            report[field], expected,
+            "the workload's own count of {field}"
+        );
     }
     let root = pid(&report, "root");
     let seen = account(&trace, root);
     let lost = trace.lost();
     println!(
-        "burst: {count} processes at {:.0}/s; captured starts {} execs {} exits {}; lost {lost:?}",
+        "burst: {count} processes at {:.0}/s in {:.2} s; captured {seen:?}; lost {lost:?}",
         report["per_second"].as_f64().unwrap(),
-        seen.starts,
-        seen.execs,
-        seen.exits
+        report["seconds"].as_f64().unwrap(),
     );
-    assert_eq!(seen.starts + lost.process_start, count, "process_start");
-    assert_eq!(seen.execs + lost.exec, count, "exec");
-    assert_eq!(seen.exits + lost.exit, count, "exit");
+    let generated = |field: &str| report[field].as_u64().unwrap();
+    for ((what, seen, lost), field) in seen
+        .with_lost(&lost)
+        .into_iter()
+        .zip(["forks", "execs", "exits", "renames", "signals"])
+    {
+        assert_eq!(seen + lost, generated(field), "{what}");
+    }
     assert_eq!(
         lost.total(),
         0,
         "the default ring buffer keeps up with this burst"
     );
+    // The kills are what the workload says: SIGTERM from the root, each child dead by it.
+    let killed_exits = trace
+        .exits()
+        .filter(|e| e.ppid == root && e.signal == Some(15))
+        .count() as u64;
+    assert_eq!(killed_exits, killed);
 }
 
 #[test]
 fn a_tiny_ring_buffer_loses_records_and_counts_every_one() {
     let _kernel = kernel_test();
     let count = 3_000;
-    let (trace, report) = burst("4K", count, true);
+    let (trace, report, host_forks) = burst("4K", count, true);
     let seen = account(&trace, pid(&report, "root"));
     let lost = trace.lost();
     println!(
-        "tiny ring: captured starts {} execs {} exits {}; lost {lost:?}",
-        seen.starts, seen.execs, seen.exits
+        "tiny ring: captured {seen:?}; lost {lost:?}; the host created {host_forks} processes \
+         and threads meanwhile"
     );
     assert!(
         lost.total() > 0,
@@ -741,17 +812,27 @@ fn a_tiny_ring_buffer_loses_records_and_counts_every_one() {
     );
     assert!(trace.events.iter().any(|e| matches!(e, Event::Lost(_))));
     // The lost counters cover the whole host, so other processes' losses can add to them.
-    for (what, seen, lost) in [
-        ("process_start", seen.starts, lost.process_start),
-        ("exec", seen.execs, lost.exec),
-        ("exit", seen.exits, lost.exit),
-    ] {
-        assert!(seen <= count, "{what}: captured more than generated");
+    let generated = |field: &str| report[field].as_u64().unwrap();
+    for ((what, seen, lost), field) in seen
+        .with_lost(&lost)
+        .into_iter()
+        .zip(["forks", "execs", "exits", "renames", "signals"])
+    {
+        let generated = generated(field);
+        assert!(seen <= generated, "{what}: captured more than generated");
         assert!(
-            seen + lost >= count,
-            "{what}: {seen} captured + {lost} lost < {count}"
+            seen + lost >= generated,
+            "{what}: {seen} captured + {lost} lost < {generated}"
         );
     }
+    // Process starts also have a bound from above: the host's own count of what it created
+    // while the tracer ran. Each of those was either captured or lost, never both.
+    let all_starts = trace.starts().count() as u64;
+    assert!(
+        all_starts + lost.process_start <= host_forks,
+        "{all_starts} process starts captured + {} lost > {host_forks} created on the host",
+        lost.process_start
+    );
     assert!(
         trace.stderr.contains("KERNEL RECORDS LOST"),
         "{}",

@@ -104,6 +104,12 @@ enum Scenario {
         program: String,
         #[arg(long, default_value_t = 8)]
         parallel: usize,
+        /// Each child first renames itself to this (PR_SET_NAME).
+        #[arg(long)]
+        rename: Option<String>,
+        /// Every Nth child does not exec: the parent ends it with SIGTERM (after its rename).
+        #[arg(long)]
+        kill_every: Option<u64>,
     },
     /// A child raises RLIMIT_CORE and dies by SIGABRT (raise) in a temporary directory, where
     /// the kernel may write its core.
@@ -651,35 +657,70 @@ fn hold() -> Result<()> {
     Ok(())
 }
 
-fn burst(count: u64, seconds: Option<f64>, program: &str, parallel: usize) -> Result<()> {
+fn burst(
+    count: u64,
+    seconds: Option<f64>,
+    program: &str,
+    parallel: usize,
+    rename: Option<&str>,
+    kill_every: Option<u64>,
+) -> Result<()> {
     if count == u64::MAX && seconds.is_none() {
         bail!("give --count or --seconds");
     }
     let path = CString::new(program)?;
     let argv: [&CStr; 1] = [&path];
+    let name = rename.map(CString::new).transpose()?;
+    let kill_every = kill_every.filter(|&n| n > 0);
+    // Blocked across the fork: a child to be killed renames itself before the SIGTERM, sent
+    // right after the fork, can end it; it dies once it unblocks the signal.
+    let term = SigSet::from(Signal::SIGTERM);
+    if kill_every.is_some() {
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&term), None)?;
+    }
     let started = Instant::now();
     let more =
         |forks: u64| forks < count && seconds.is_none_or(|s| started.elapsed().as_secs_f64() < s);
     let (mut forks, mut execs, mut exits, mut running) = (0u64, 0u64, 0u64, 0usize);
+    let (mut unrenamed, mut terms, mut killed) = (0u64, 0u64, 0u64);
     while more(forks) || running > 0 {
         while running < parallel.max(1) && more(forks) {
+            let doomed = kill_every.is_some_and(|n| (forks + 1) % n == 0);
             match fork()? {
                 ForkResult::Child => {
+                    if let Some(name) = &name
+                        && prctl::set_name(name).is_err()
+                    {
+                        std::process::exit(RENAME_FAILED)
+                    }
+                    let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&term), None);
+                    if doomed {
+                        loop {
+                            nix::unistd::pause();
+                        }
+                    }
                     let _ = execv(&path, &argv);
                     std::process::exit(127)
                 }
-                ForkResult::Parent { .. } => {
+                ForkResult::Parent { child } => {
                     forks += 1;
                     running += 1;
+                    if doomed {
+                        kill(child, Signal::SIGTERM)?;
+                        terms += 1;
+                    }
                 }
             }
         }
         let status = wait()?;
         running -= 1;
         exits += 1;
-        // A child that could not exec exits with 127; /bin/true exits with 0.
-        if matches!(status, WaitStatus::Exited(_, 0)) {
-            execs += 1;
+        match status {
+            // /bin/true exits with 0; a child that could not exec with 127.
+            WaitStatus::Exited(_, 0) => execs += 1,
+            WaitStatus::Exited(_, RENAME_FAILED) => unrenamed += 1,
+            WaitStatus::Signaled(_, Signal::SIGTERM, _) => killed += 1,
+            _ => {}
         }
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -688,11 +729,17 @@ fn burst(count: u64, seconds: Option<f64>, program: &str, parallel: usize) -> Re
         "forks": forks,
         "execs": execs,
         "exits": exits,
+        "renames": if name.is_some() { forks - unrenamed } else { 0 },
+        "signals": terms,
+        "killed": killed,
         "seconds": seconds,
         "per_second": forks as f64 / seconds,
     }));
     Ok(())
 }
+
+/// Exit status of a burst child whose PR_SET_NAME failed.
+const RENAME_FAILED: i32 = 126;
 
 fn core_dump() -> Result<()> {
     let dir = tempfile_dir()?;
@@ -1030,7 +1077,16 @@ fn main() -> std::process::ExitCode {
             seconds,
             program,
             parallel,
-        } => burst(count, seconds, &program, parallel),
+            rename,
+            kill_every,
+        } => burst(
+            count,
+            seconds,
+            &program,
+            parallel,
+            rename.as_deref(),
+            kill_every,
+        ),
         Scenario::CoreDump => core_dump(),
         Scenario::Signals => signals(),
         Scenario::CloneParent => clone_parent(),
