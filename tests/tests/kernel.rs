@@ -439,6 +439,68 @@ fn double_fork_under_a_subreaper_is_reparented_and_orphaned() {
     assert!(trace.reparents().all(|r| r.source == ReparentSource::Exit));
 }
 
+#[test]
+fn an_orphan_deeper_than_the_probe_walks_gets_its_parent_from_proc() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    // 78 live ancestors between the orphan's dead parent and the subreaper: more than the
+    // exit probe walks (64), so it cannot name the reaper.
+    let held = Held::start(&["deep-chain", "--depth", "80"]);
+    let report = held.report.clone();
+    let (subreaper, middle, orphan) = (
+        pid(&report, "parent"),
+        pid(&report, "middle"),
+        pid(&report, "last"),
+    );
+    assert_eq!(
+        pid(&report, "observed_ppid"),
+        subreaper,
+        "the kernel's own answer"
+    );
+    recording.wait_for(
+        "the correction from /proc",
+        |e| matches!(e, Event::Reparent(r) if r.pid == orphan && r.source == ReparentSource::Procfs),
+    );
+    held.release();
+    let trace = recording.stop();
+
+    let exit = trace.only(
+        "exit of the middle",
+        trace.exits().filter(|e| e.pid == middle),
+    );
+    assert_eq!(exit.reaper_pid, 0, "the probe gave up");
+    let reparents: Vec<_> = trace
+        .reparents()
+        .filter(|r| r.pid == orphan)
+        .map(|r| (r.old_ppid, r.new_ppid, r.source))
+        .collect();
+    assert_eq!(
+        reparents,
+        [
+            (middle, 1, ReparentSource::Exit),
+            (1, subreaper, ReparentSource::Procfs)
+        ],
+        "the model's guess (PID 1), then what /proc said"
+    );
+    let (_, _, corrected) = reparent_checks(&trace.stderr);
+    assert!(corrected >= 1, "{}", trace.stderr);
+
+    // Replay applies the correction: the orphan sits under the subreaper.
+    let orphan_exit = trace.only(
+        "exit of the orphan",
+        trace.exits().filter(|e| e.pid == orphan),
+    );
+    assert_eq!(orphan_exit.ppid, subreaper);
+    let (pipeline, _, _) = replay(trace.path(), Some(orphan_exit.ts - 1), None, NullSink).unwrap();
+    let process = pipeline
+        .model
+        .live(orphan)
+        .expect("the orphan is alive then");
+    assert_eq!((process.ppid, process.original_ppid), (subreaper, middle));
+    let orphaning = process.orphaned.as_ref().expect("marked orphaned");
+    assert_eq!(orphaning.parent.pid, middle);
+}
+
 /// The `reparents checked in /proc` counts of `record`'s summary line: agreed,
 /// inconclusive, corrected.
 fn reparent_checks(stderr: &str) -> (u64, u64, u64) {

@@ -54,6 +54,13 @@ enum Scenario {
         #[arg(long)]
         hold: bool,
     },
+    /// As a subreaper, a chain of DEPTH processes, each the child of the one before; the last
+    /// but one exits and the last is orphaned, adopted by this process across DEPTH - 2 live
+    /// ancestors. The orphan lives until standard input closes (the report comes first).
+    DeepChain {
+        #[arg(long, default_value_t = 80)]
+        depth: usize,
+    },
     /// Double fork inside a new pid namespace: the namespace's init adopts the orphan.
     PidnsDoubleFork,
     /// A non-leader thread execs `sh -c "exit 0"`.
@@ -335,6 +342,63 @@ fn double_fork(subreaper: bool, hold: bool) -> Result<()> {
     if subreaper {
         waitpid(grandchild, None)?;
     }
+    Ok(())
+}
+
+fn deep_chain(depth: usize) -> Result<()> {
+    if depth < 3 {
+        bail!("a chain needs a middle: give --depth 3 or more");
+    }
+    prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER failed")?;
+    let (hold_read, hold_write) = pipe()?;
+    let (ready_read, ready_write) = pipe()?;
+    let first = match fork()? {
+        ForkResult::Child => {
+            drop((hold_write, ready_read));
+            // Level 1 forks level 2, and so on; each waits for its child, except the last but
+            // one, which leaves its child (the last) behind.
+            for level in 1..depth {
+                match fork() {
+                    Ok(ForkResult::Child) => continue,
+                    Ok(ForkResult::Parent { child }) if level == depth - 1 => {
+                        let mut pids = getpid().as_raw().to_ne_bytes().to_vec();
+                        pids.extend(child.as_raw().to_ne_bytes());
+                        let _ = File::from(ready_write).write_all(&pids);
+                        std::process::exit(0)
+                    }
+                    Ok(ForkResult::Parent { child }) => {
+                        let _ = waitpid(child, None);
+                        std::process::exit(0)
+                    }
+                    Err(_) => std::process::exit(1),
+                }
+            }
+            drop(ready_write);
+            wait_for_eof(hold_read);
+            std::process::exit(0)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((hold_read, ready_write));
+    let mut bytes = [0u8; 8];
+    File::from(ready_read)
+        .read_exact(&mut bytes)
+        .context("the chain broke")?;
+    let [middle, last] = [&bytes[..4], &bytes[4..]]
+        .map(|b| Pid::from_raw(i32::from_ne_bytes(b.try_into().unwrap())));
+    let observed_ppid = settled_ppid(last, middle)?;
+    let first_status = waitpid(first, None)?;
+    report(json!({
+        "parent": pid_json(getpid()),
+        "first": pid_json(first),
+        "middle": pid_json(middle),
+        "last": pid_json(last),
+        "observed_ppid": observed_ppid,
+        "first_status": exit_code(first_status),
+    }));
+    wait_for_stdin_eof();
+    drop(hold_write);
+    waitpid(last, None)?;
     Ok(())
 }
 
@@ -1055,6 +1119,7 @@ fn main() -> std::process::ExitCode {
         Scenario::SiblingKill => sibling_kill(),
         Scenario::Threads { count, seconds } => threads(count, seconds),
         Scenario::DoubleFork { subreaper, hold } => double_fork(subreaper, hold),
+        Scenario::DeepChain { depth } => deep_chain(depth),
         Scenario::PidnsDoubleFork => pidns_double_fork(),
         Scenario::ThreadExec => thread_exec(),
         Scenario::Rename {
