@@ -95,6 +95,247 @@ fn sigkill_from_a_sibling_names_the_sender() {
 }
 
 #[test]
+fn sigabrt_with_a_core_limit_reports_the_core_dump_as_waitpid_does() {
+    let _kernel = kernel_test();
+    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let pattern = pattern.trim();
+    let recording = Recording::start(&[]);
+    let report = workload(&["core-dump"]);
+    let trace = recording.stop();
+    let child = pid(&report, "child");
+    assert_eq!(report["status"]["signal"], 6, "{report}");
+    let waitpid_core = report["status"]["core"].as_bool().expect("WCOREDUMP");
+
+    let exit = trace.only(
+        "exit of the child",
+        trace.exits().filter(|e| e.pid == child),
+    );
+    assert_eq!((exit.exit_code, exit.signal), (None, Some(6)));
+    assert_eq!(
+        exit.core_dumped, waitpid_core,
+        "the tracer agrees with WCOREDUMP"
+    );
+    // A relative pattern dumps into the child's working directory, which the workload made.
+    // A pipe or an absolute path hands the core to something this test does not control.
+    if pattern.is_empty() || pattern.starts_with('|') || pattern.starts_with('/') {
+        println!(
+            "core_pattern {pattern:?} puts cores outside the test's control: WCOREDUMP was \
+             {waitpid_core}, so only the agreement is checked"
+        );
+    } else {
+        assert!(
+            waitpid_core,
+            "core_pattern {pattern:?} with RLIMIT_CORE unlimited should dump: {report}"
+        );
+        assert!(
+            !report["files"].as_array().unwrap().is_empty(),
+            "no core file: {report}"
+        );
+    }
+
+    let signal = trace.only(
+        "SIGABRT to the child",
+        trace
+            .signals()
+            .filter(|s| s.target_pid == child && s.sig == 6),
+    );
+    assert_eq!(signal.sender_pid, child, "raise(3): it signalled itself");
+    assert_eq!(signal.code, -6, "raise(3) is tgkill(2): SI_TKILL");
+    assert_eq!(signal.result, SignalResult::Delivered);
+    assert_eq!(signal.start_time, exit.start_time);
+    assert!(signal.ts <= exit.ts);
+}
+
+#[test]
+fn only_the_terminating_signals_are_reported_each_with_its_result() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    let report = workload(&["signals"]);
+    let trace = recording.stop();
+    let (sender, target) = (pid(&report, "sender"), pid(&report, "target"));
+    assert_eq!(report["status"]["signal"], 9, "{report}");
+    let sent: Vec<i64> = report["sent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_i64().unwrap())
+        .collect();
+    // SIGUSR2, SIGCHLD, SIGWINCH, SIGSTOP and SIGCONT were sent too, and are not reported.
+    assert_eq!(sent, [1, 2, 3, 6, 10, 10, 15, 12, 17, 28, 19, 18, 9]);
+
+    let start = trace.only(
+        "start of the target",
+        trace.starts().filter(|s| s.pid == target),
+    );
+    let seen: Vec<(i32, SignalResult)> = trace
+        .signals()
+        .filter(|s| s.target_pid == target)
+        .map(|s| {
+            assert_eq!((s.pid, s.start_time), (target, start.start_time), "{s:?}");
+            assert_eq!(s.sender_pid, sender, "{s:?}");
+            assert_eq!(s.code, 0, "kill(2) is SI_USER: {s:?}");
+            (s.sig, s.result)
+        })
+        .collect();
+    use SignalResult::{AlreadyPending, Delivered, Ignored};
+    assert_eq!(
+        seen,
+        [
+            (1, Ignored), // SIG_IGN there
+            (2, Delivered),
+            (3, Delivered),
+            (6, Delivered),
+            (10, Delivered),      // blocked there: queued
+            (10, AlreadyPending), // the same again while the first is pending
+            (15, Delivered),
+            (9, Delivered),
+        ]
+    );
+    let exit = trace.only(
+        "exit of the target",
+        trace.exits().filter(|e| e.pid == target),
+    );
+    assert_eq!((exit.exit_code, exit.signal), (None, Some(9)));
+}
+
+#[test]
+fn clone_parent_makes_the_callers_parent_the_parent() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    let report = workload(&["clone-parent"]);
+    let trace = recording.stop();
+    let (grandparent, caller, child) = (
+        pid(&report, "parent"),
+        pid(&report, "caller"),
+        pid(&report, "child"),
+    );
+    assert_eq!(
+        pid(&report, "observed_ppid"),
+        grandparent,
+        "the kernel's own answer"
+    );
+
+    let start = trace.only(
+        "start of the child",
+        trace.starts().filter(|s| s.pid == child),
+    );
+    assert_eq!(start.ppid, grandparent);
+    assert_eq!((start.caller_pid, start.tid), (caller, caller));
+    assert_eq!(start.comm, "clone-caller", "born a copy of its caller");
+    let grandparent_start = trace.only(
+        "start of the grandparent",
+        trace.starts().filter(|s| s.pid == grandparent),
+    );
+    assert_eq!(start.parent_start_time, grandparent_start.start_time);
+
+    // Its caller's exit changed nothing for it: it was never the caller's child.
+    let caller_exit = trace.only(
+        "exit of the caller",
+        trace.exits().filter(|e| e.pid == caller),
+    );
+    let exit = trace.only(
+        "exit of the child",
+        trace.exits().filter(|e| e.pid == child),
+    );
+    assert!(caller_exit.ts < exit.ts);
+    assert_eq!(exit.ppid, grandparent);
+    assert_eq!(trace.reparents().filter(|r| r.pid == child).count(), 0);
+
+    let (pipeline, _, _) = replay(trace.path(), Some(exit.ts - 1), None, NullSink).unwrap();
+    let model = &pipeline.model;
+    let index = model.live_index(child).expect("alive before its exit");
+    let process = model.get(index);
+    assert_eq!(
+        (process.ppid, process.original_ppid),
+        (grandparent, grandparent)
+    );
+    assert!(process.orphaned.is_none(), "{process:?}");
+    assert_eq!(process.comm, "clone-caller");
+    assert_eq!(
+        model.creator(index).map(|c| model.get(c).key.pid),
+        Some(grandparent)
+    );
+    assert!(model.children_of(grandparent).contains(&index));
+}
+
+#[test]
+fn uid_cgroup_and_process_groups_are_what_proc_says() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    let report = workload(&["identity"]);
+    let trace = recording.stop();
+    let leader = pid(&report, "leader");
+    let seen = &report["grandchild"];
+    let member = pid(seen, "pid");
+    let cgroup_id = |field: &str| report[field].as_u64().unwrap();
+
+    // The leader forked as root in the workload's cgroup, session and process group, then
+    // moved to a cgroup and session of its own and became nobody.
+    let leader_start = trace.only(
+        "start of the leader",
+        trace.starts().filter(|s| s.pid == leader),
+    );
+    assert_eq!(leader_start.uid, 0);
+    assert_eq!(leader_start.cgroup_id, cgroup_id("leader_cgroup_id"));
+    assert_eq!(
+        (leader_start.pgid, leader_start.sid),
+        (
+            nix::unistd::getpgrp().as_raw() as u32,
+            nix::unistd::getsid(None).unwrap().as_raw() as u32
+        ),
+        "inherited from this test"
+    );
+
+    let start = trace.only(
+        "start of the grandchild",
+        trace.starts().filter(|s| s.pid == member),
+    );
+    assert_eq!(start.ppid, leader);
+    assert_eq!(start.uid, 65534);
+    assert_eq!(
+        u64::from(start.uid),
+        seen["uid"].as_u64().unwrap(),
+        "/proc's Uid"
+    );
+    assert_eq!(
+        (start.pgid, start.sid),
+        (pid(seen, "pgid_at_start"), pid(seen, "sid_at_start")),
+        "/proc's process group and session"
+    );
+    assert_eq!((start.pgid, start.sid), (leader, leader));
+    assert_eq!(
+        start.cgroup_id,
+        cgroup_id("grandchild_cgroup_id"),
+        "the inode of {}",
+        report["grandchild_cgroup"]
+    );
+    if report["own_cgroup"] == true {
+        assert_ne!(start.cgroup_id, leader_start.cgroup_id);
+    } else {
+        println!("could not create a cgroup here: the grandchild shares the workload's");
+    }
+
+    // It then moved to a process group of its own.
+    let rename = trace.only("rename", trace.renames().filter(|r| r.pid == member));
+    assert_eq!(rename.comm, "identity-test");
+    assert_eq!(
+        (rename.pgid, rename.sid),
+        (pid(seen, "pgid"), pid(seen, "sid"))
+    );
+    assert_eq!((rename.pgid, rename.sid), (member, leader));
+    let exit = trace.only(
+        "exit of the grandchild",
+        trace.exits().filter(|e| e.pid == member),
+    );
+    assert_eq!((exit.pgid, exit.sid), (member, leader));
+    let leader_exit = trace.only(
+        "exit of the leader",
+        trace.exits().filter(|e| e.pid == leader),
+    );
+    assert_eq!((leader_exit.pgid, leader_exit.sid), (leader, leader));
+}
+
+#[test]
 fn threads_never_show_up_as_processes() {
     let _kernel = kernel_test();
     let recording = Recording::start(&[]);
@@ -131,7 +372,16 @@ fn threads_never_show_up_as_processes() {
 fn double_fork_under_a_subreaper_is_reparented_and_orphaned() {
     let _kernel = kernel_test();
     let recording = Recording::start(&[]);
-    let report = workload(&["double-fork", "--subreaper"]);
+    let held = Held::start(&["double-fork", "--subreaper", "--hold"]);
+    let report = held.report.clone();
+    let grandchild = pid(&report, "grandchild");
+    // The tracer checks a reparent in /proc before it writes the batch: once the line is in
+    // the file, the orphan it checked may go.
+    recording.wait_for(
+        "the reparent",
+        |e| matches!(e, Event::Reparent(r) if r.pid == grandchild),
+    );
+    held.release();
     let trace = recording.stop();
     let (subreaper, middle, grandchild) = (
         pid(&report, "parent"),
@@ -180,6 +430,93 @@ fn double_fork_under_a_subreaper_is_reparented_and_orphaned() {
         model.lineage(index).next().unwrap().1.exit.is_some(),
         "the parent is a tombstone"
     );
+
+    // The live tracer found the same parent in /proc. Other reparents on the host may add to
+    // the counts, but none may have needed a correction.
+    let (agreed, _, corrected) = reparent_checks(&trace.stderr);
+    assert!(agreed >= 1, "{}", trace.stderr);
+    assert_eq!(corrected, 0, "{}", trace.stderr);
+    assert!(trace.reparents().all(|r| r.source == ReparentSource::Exit));
+}
+
+#[test]
+fn an_orphan_deeper_than_the_probe_walks_gets_its_parent_from_proc() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    // 78 live ancestors between the orphan's dead parent and the subreaper: more than the
+    // exit probe walks (64), so it cannot name the reaper.
+    let held = Held::start(&["deep-chain", "--depth", "80"]);
+    let report = held.report.clone();
+    let (subreaper, middle, orphan) = (
+        pid(&report, "parent"),
+        pid(&report, "middle"),
+        pid(&report, "last"),
+    );
+    assert_eq!(
+        pid(&report, "observed_ppid"),
+        subreaper,
+        "the kernel's own answer"
+    );
+    recording.wait_for(
+        "the correction from /proc",
+        |e| matches!(e, Event::Reparent(r) if r.pid == orphan && r.source == ReparentSource::Procfs),
+    );
+    held.release();
+    let trace = recording.stop();
+
+    let exit = trace.only(
+        "exit of the middle",
+        trace.exits().filter(|e| e.pid == middle),
+    );
+    assert_eq!(exit.reaper_pid, 0, "the probe gave up");
+    let reparents: Vec<_> = trace
+        .reparents()
+        .filter(|r| r.pid == orphan)
+        .map(|r| (r.old_ppid, r.new_ppid, r.source))
+        .collect();
+    assert_eq!(
+        reparents,
+        [
+            (middle, 1, ReparentSource::Exit),
+            (1, subreaper, ReparentSource::Procfs)
+        ],
+        "the model's guess (PID 1), then what /proc said"
+    );
+    let (_, _, corrected) = reparent_checks(&trace.stderr);
+    assert!(corrected >= 1, "{}", trace.stderr);
+
+    // Replay applies the correction: the orphan sits under the subreaper.
+    let orphan_exit = trace.only(
+        "exit of the orphan",
+        trace.exits().filter(|e| e.pid == orphan),
+    );
+    assert_eq!(orphan_exit.ppid, subreaper);
+    let (pipeline, _, _) = replay(trace.path(), Some(orphan_exit.ts - 1), None, NullSink).unwrap();
+    let process = pipeline
+        .model
+        .live(orphan)
+        .expect("the orphan is alive then");
+    assert_eq!((process.ppid, process.original_ppid), (subreaper, middle));
+    let orphaning = process.orphaned.as_ref().expect("marked orphaned");
+    assert_eq!(orphaning.parent.pid, middle);
+}
+
+/// The `reparents checked in /proc` counts of `record`'s summary line: agreed,
+/// inconclusive, corrected.
+fn reparent_checks(stderr: &str) -> (u64, u64, u64) {
+    let text = stderr
+        .split("reparents checked in /proc: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no reparent checks in the summary:\n{stderr}"));
+    let count = |what: &str| -> u64 {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        words
+            .windows(2)
+            .find(|w| w[1].trim_end_matches(',') == what)
+            .and_then(|w| w[0].parse().ok())
+            .unwrap_or_else(|| panic!("no {what} count in {text:?}"))
+    };
+    (count("agreed"), count("inconclusive"), count("corrected"))
 }
 
 #[test]
@@ -215,6 +552,22 @@ fn double_fork_in_a_pid_namespace_is_adopted_by_its_init() {
     // The init's own exit: it was its namespace's reaper, so it names itself.
     let init_exit = trace.only("exit of the init", trace.exits().filter(|e| e.pid == init));
     assert_eq!(init_exit.reaper_pid, init);
+
+    // Replayed up to just before the orphan exits: marked orphaned by the middle's death,
+    // under the namespace's init.
+    let orphan_exit = trace.only(
+        "exit of the grandchild",
+        trace.exits().filter(|e| e.pid == grandchild),
+    );
+    assert!(orphan_exit.ts > exit.ts);
+    let (pipeline, _, _) = replay(trace.path(), Some(orphan_exit.ts - 1), None, NullSink).unwrap();
+    let model = &pipeline.model;
+    let orphan = model.live(grandchild).expect("the orphan is alive then");
+    assert_eq!((orphan.ppid, orphan.original_ppid), (init, middle));
+    let orphaning = orphan.orphaned.as_ref().expect("marked orphaned");
+    assert_eq!(orphaning.parent.pid, middle);
+    assert_eq!(orphaning.new_ppid, init);
+    assert_eq!(orphaning.ts, exit.ts);
 }
 
 #[test]
@@ -358,9 +711,28 @@ fn processes_started_before_the_tracer_are_in_the_snapshot() {
     );
 }
 
-/// Runs a burst of COUNT fork+exec+exit under a recording. With `stall`, the tracer is
-/// stopped (SIGSTOP) for the burst, as if descheduled, so that its ring buffer fills.
-fn burst(ring_buffer: &str, count: u64, stall: bool) -> (Trace, serde_json::Value) {
+/// What each burst child renames itself to before it execs or is killed.
+const BURST_NAME: &str = "tracer-burst";
+/// One burst child in this many is ended by SIGTERM instead of exec'ing.
+const BURST_KILL_EVERY: u64 = 4;
+
+/// Processes the host created (threads too): `processes` of `/proc/stat`.
+fn host_forks() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("processes "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("processes in /proc/stat")
+}
+
+/// Runs a burst of COUNT processes under a recording: each renames itself, then execs
+/// /bin/true and exits, or (one in BURST_KILL_EVERY) is ended by SIGTERM from the burst's
+/// root. With `stall`, the tracer is stopped (SIGSTOP) for the burst, as if descheduled, so
+/// that its ring buffer fills. Also returns how many processes and threads the whole host
+/// created from before the tracer started to after it stopped.
+fn burst(ring_buffer: &str, count: u64, stall: bool) -> (Trace, serde_json::Value, u64) {
+    let forks_before = host_forks();
     let recording = Recording::start(&["--ring-buffer", ring_buffer]);
     if stall {
         recording.signal(nix::sys::signal::Signal::SIGSTOP);
@@ -373,19 +745,42 @@ fn burst(ring_buffer: &str, count: u64, stall: bool) -> (Trace, serde_json::Valu
         "8",
         "--program",
         "/bin/true",
+        "--rename",
+        BURST_NAME,
+        "--kill-every",
+        &BURST_KILL_EVERY.to_string(),
     ]);
     if stall {
         recording.signal(nix::sys::signal::Signal::SIGCONT);
     }
-    (recording.stop(), report)
+    let trace = recording.stop();
+    (trace, report, host_forks() - forks_before)
 }
 
+#[derive(Debug)]
 struct Accounting {
     starts: u64,
     execs: u64,
     exits: u64,
+    renames: u64,
+    signals: u64,
 }
 
+impl Accounting {
+    /// Each kind with what was captured of it and what was lost of it (host-wide).
+    fn with_lost(&self, lost: &tracer::event::LostCounts) -> [(&'static str, u64, u64); 5] {
+        [
+            ("process_start", self.starts, lost.process_start),
+            ("exec", self.execs, lost.exec),
+            ("exit", self.exits, lost.exit),
+            ("rename", self.renames, lost.rename),
+            ("signal", self.signals, lost.signal),
+        ]
+    }
+}
+
+/// The burst's records in the trace. A child whose start was lost is still known by its
+/// name (before exec) or /bin/true's (after).
 fn account(trace: &Trace, root: u32) -> Accounting {
     let children: HashSet<u32> = trace
         .starts()
@@ -400,7 +795,15 @@ fn account(trace: &Trace, root: u32) -> Accounting {
             .count() as u64,
         exits: trace
             .exits()
-            .filter(|e| e.ppid == root && (children.contains(&e.pid) || e.comm == "true"))
+            .filter(|e| {
+                e.ppid == root
+                    && (children.contains(&e.pid) || e.comm == "true" || e.comm == BURST_NAME)
+            })
+            .count() as u64,
+        renames: trace.renames().filter(|r| r.comm == BURST_NAME).count() as u64,
+        signals: trace
+            .signals()
+            .filter(|s| s.sender_pid == root && s.sig == 15)
             .count() as u64,
     }
 }
@@ -409,40 +812,61 @@ fn account(trace: &Trace, root: u32) -> Accounting {
 fn a_burst_of_20000_processes_is_fully_accounted() {
     let _kernel = kernel_test();
     let count = 20_000;
-    let (trace, report) = burst("32M", count, false);
-    for field in ["forks", "execs", "exits"] {
-        assert_eq!(report[field], count, "the workload's own count of {field}");
+    let (trace, report, _) = burst("32M", count, false);
+    // The workload's own counts: every child renamed; one in four killed, the rest exec'd.
+    let killed = count / BURST_KILL_EVERY;
+    for (field, expected) in [
+        ("forks", count),
+        ("exits", count),
+        ("renames", count),
+        ("execs", count - killed),
+        ("signals", killed),
+        ("killed", killed),
+    ] {
+        assert_eq!(
+            report[field], expected,
+            "the workload's own count of {field}"
+        );
     }
     let root = pid(&report, "root");
     let seen = account(&trace, root);
     let lost = trace.lost();
     println!(
-        "burst: {count} processes at {:.0}/s; captured starts {} execs {} exits {}; lost {lost:?}",
+        "burst: {count} processes at {:.0}/s in {:.2} s; captured {seen:?}; lost {lost:?}",
         report["per_second"].as_f64().unwrap(),
-        seen.starts,
-        seen.execs,
-        seen.exits
+        report["seconds"].as_f64().unwrap(),
     );
-    assert_eq!(seen.starts + lost.process_start, count, "process_start");
-    assert_eq!(seen.execs + lost.exec, count, "exec");
-    assert_eq!(seen.exits + lost.exit, count, "exit");
+    let generated = |field: &str| report[field].as_u64().unwrap();
+    for ((what, seen, lost), field) in seen
+        .with_lost(&lost)
+        .into_iter()
+        .zip(["forks", "execs", "exits", "renames", "signals"])
+    {
+        assert_eq!(seen + lost, generated(field), "{what}");
+    }
     assert_eq!(
         lost.total(),
         0,
         "the default ring buffer keeps up with this burst"
     );
+    // The kills are what the workload says: SIGTERM from the root, each child dead by it.
+    let killed_exits = trace
+        .exits()
+        .filter(|e| e.ppid == root && e.signal == Some(15))
+        .count() as u64;
+    assert_eq!(killed_exits, killed);
 }
 
 #[test]
 fn a_tiny_ring_buffer_loses_records_and_counts_every_one() {
     let _kernel = kernel_test();
     let count = 3_000;
-    let (trace, report) = burst("4K", count, true);
+    let (trace, report, host_forks) = burst("4K", count, true);
     let seen = account(&trace, pid(&report, "root"));
     let lost = trace.lost();
     println!(
-        "tiny ring: captured starts {} execs {} exits {}; lost {lost:?}",
-        seen.starts, seen.execs, seen.exits
+        "tiny ring: captured {seen:?}; lost {lost:?}; the host created {host_forks} processes \
+         and threads meanwhile"
     );
     assert!(
         lost.total() > 0,
@@ -450,17 +874,27 @@ fn a_tiny_ring_buffer_loses_records_and_counts_every_one() {
     );
     assert!(trace.events.iter().any(|e| matches!(e, Event::Lost(_))));
     // The lost counters cover the whole host, so other processes' losses can add to them.
-    for (what, seen, lost) in [
-        ("process_start", seen.starts, lost.process_start),
-        ("exec", seen.execs, lost.exec),
-        ("exit", seen.exits, lost.exit),
-    ] {
-        assert!(seen <= count, "{what}: captured more than generated");
+    let generated = |field: &str| report[field].as_u64().unwrap();
+    for ((what, seen, lost), field) in seen
+        .with_lost(&lost)
+        .into_iter()
+        .zip(["forks", "execs", "exits", "renames", "signals"])
+    {
+        let generated = generated(field);
+        assert!(seen <= generated, "{what}: captured more than generated");
         assert!(
-            seen + lost >= count,
-            "{what}: {seen} captured + {lost} lost < {count}"
+            seen + lost >= generated,
+            "{what}: {seen} captured + {lost} lost < {generated}"
         );
     }
+    // Process starts also have a bound from above: the host's own count of what it created
+    // while the tracer ran. Each of those was either captured or lost, never both.
+    let all_starts = trace.starts().count() as u64;
+    assert!(
+        all_starts + lost.process_start <= host_forks,
+        "{all_starts} process starts captured + {} lost > {host_forks} created on the host",
+        lost.process_start
+    );
     assert!(
         trace.stderr.contains("KERNEL RECORDS LOST"),
         "{}",

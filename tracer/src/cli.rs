@@ -19,7 +19,7 @@ use crate::export::{self, Selection};
 use crate::host;
 use crate::ingest::Pipeline;
 use crate::kernel::ProbeOptions;
-use crate::live::{self, LiveOptions, LiveSummary};
+use crate::live::{self, LiveOptions, LiveSummary, ReparentChecks};
 use crate::model::Model;
 use crate::privacy::Privacy;
 use crate::render::{TreeStyle, duration, orphan_lines, tree_lines};
@@ -312,14 +312,27 @@ async fn record(output: &Path, capture: &CaptureArgs) -> Result<()> {
         }
     };
     eprintln!(
-        "tracer: recorded {} lines to {} ({} events, {}); kernel-to-trace latency {}",
+        "tracer: recorded {} lines to {} ({} events, {}); kernel-to-trace latency {}{}",
         pipeline.sink.lines(),
         output.display(),
         summary.events,
         lost_note(&summary),
-        summary.latency
+        summary.latency,
+        reparent_note(&summary.reparent_checks)
     );
     Ok(())
+}
+
+/// How the reparents the model derived compared with `/proc`; empty when there were none.
+fn reparent_note(checks: &ReparentChecks) -> String {
+    let checked = checks.agreed + checks.inconclusive + checks.corrected;
+    if checked == 0 {
+        return String::new();
+    }
+    format!(
+        "; reparents checked in /proc: {} agreed, {} inconclusive, {} corrected",
+        checks.agreed, checks.inconclusive, checks.corrected
+    )
 }
 
 async fn watch(

@@ -8,13 +8,14 @@ use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 use nix::sys::prctl;
-use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitStatus, wait, waitpid};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, wait, waitpid};
 use nix::unistd::{ForkResult, Pid, execv, getpid, gettid, pipe};
 use serde_json::json;
 
@@ -49,6 +50,16 @@ enum Scenario {
         /// Become a child subreaper first (PR_SET_CHILD_SUBREAPER).
         #[arg(long)]
         subreaper: bool,
+        /// Keep the orphan alive until standard input closes (the report comes first).
+        #[arg(long)]
+        hold: bool,
+    },
+    /// As a subreaper, a chain of DEPTH processes, each the child of the one before; the last
+    /// but one exits and the last is orphaned, adopted by this process across DEPTH - 2 live
+    /// ancestors. The orphan lives until standard input closes (the report comes first).
+    DeepChain {
+        #[arg(long, default_value_t = 80)]
+        depth: usize,
     },
     /// Double fork inside a new pid namespace: the namespace's init adopts the orphan.
     PidnsDoubleFork,
@@ -100,7 +111,27 @@ enum Scenario {
         program: String,
         #[arg(long, default_value_t = 8)]
         parallel: usize,
+        /// Each child first renames itself to this (PR_SET_NAME).
+        #[arg(long)]
+        rename: Option<String>,
+        /// Every Nth child does not exec: the parent ends it with SIGTERM (after its rename).
+        #[arg(long)]
+        kill_every: Option<u64>,
     },
+    /// A child raises RLIMIT_CORE and dies by SIGABRT (raise) in a temporary directory, where
+    /// the kernel may write its core.
+    CoreDump,
+    /// SIGHUP (ignored there), SIGINT, SIGQUIT, SIGABRT, SIGUSR1 twice (blocked there, so the
+    /// second is already pending), SIGTERM, SIGUSR2, SIGCHLD, SIGWINCH, SIGSTOP, SIGCONT, and
+    /// last SIGKILL, all sent by this process to a child.
+    Signals,
+    /// A child renames itself and calls clone(CLONE_PARENT): the new process is this
+    /// process's child, a copy of its caller.
+    CloneParent,
+    /// A child moves into a new cgroup of its own (cgroup v2) and a new session, becomes uid
+    /// 65534 and forks a grandchild, which then moves to a process group of its own and
+    /// renames itself. The grandchild reports what /proc says at each step.
+    Identity,
 }
 
 fn fork() -> Result<ForkResult> {
@@ -264,7 +295,7 @@ fn settled_ppid(pid: Pid, old_parent: Pid) -> Result<i32> {
     }
 }
 
-fn double_fork(subreaper: bool) -> Result<()> {
+fn double_fork(subreaper: bool, hold: bool) -> Result<()> {
     if subreaper {
         prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER failed")?;
     }
@@ -296,11 +327,6 @@ fn double_fork(subreaper: bool) -> Result<()> {
     let grandchild = Pid::from_raw(i32::from_ne_bytes(bytes));
     let middle_status = waitpid(middle, None)?;
     let observed_ppid = settled_ppid(grandchild, middle)?;
-    drop(hold_write);
-    wait_for_eof(done_read);
-    if subreaper {
-        waitpid(grandchild, None)?;
-    }
     report(json!({
         "parent": pid_json(getpid()),
         "middle": pid_json(middle),
@@ -308,6 +334,71 @@ fn double_fork(subreaper: bool) -> Result<()> {
         "observed_ppid": observed_ppid,
         "middle_status": exit_code(middle_status),
     }));
+    if hold {
+        wait_for_stdin_eof();
+    }
+    drop(hold_write);
+    wait_for_eof(done_read);
+    if subreaper {
+        waitpid(grandchild, None)?;
+    }
+    Ok(())
+}
+
+fn deep_chain(depth: usize) -> Result<()> {
+    if depth < 3 {
+        bail!("a chain needs a middle: give --depth 3 or more");
+    }
+    prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER failed")?;
+    let (hold_read, hold_write) = pipe()?;
+    let (ready_read, ready_write) = pipe()?;
+    let first = match fork()? {
+        ForkResult::Child => {
+            drop((hold_write, ready_read));
+            // Level 1 forks level 2, and so on; each waits for its child, except the last but
+            // one, which leaves its child (the last) behind.
+            for level in 1..depth {
+                match fork() {
+                    Ok(ForkResult::Child) => continue,
+                    Ok(ForkResult::Parent { child }) if level == depth - 1 => {
+                        let mut pids = getpid().as_raw().to_ne_bytes().to_vec();
+                        pids.extend(child.as_raw().to_ne_bytes());
+                        let _ = File::from(ready_write).write_all(&pids);
+                        std::process::exit(0)
+                    }
+                    Ok(ForkResult::Parent { child }) => {
+                        let _ = waitpid(child, None);
+                        std::process::exit(0)
+                    }
+                    Err(_) => std::process::exit(1),
+                }
+            }
+            drop(ready_write);
+            wait_for_eof(hold_read);
+            std::process::exit(0)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((hold_read, ready_write));
+    let mut bytes = [0u8; 8];
+    File::from(ready_read)
+        .read_exact(&mut bytes)
+        .context("the chain broke")?;
+    let [middle, last] = [&bytes[..4], &bytes[4..]]
+        .map(|b| Pid::from_raw(i32::from_ne_bytes(b.try_into().unwrap())));
+    let observed_ppid = settled_ppid(last, middle)?;
+    let first_status = waitpid(first, None)?;
+    report(json!({
+        "parent": pid_json(getpid()),
+        "first": pid_json(first),
+        "middle": pid_json(middle),
+        "last": pid_json(last),
+        "observed_ppid": observed_ppid,
+        "first_status": exit_code(first_status),
+    }));
+    wait_for_stdin_eof();
+    drop(hold_write);
+    waitpid(last, None)?;
     Ok(())
 }
 
@@ -490,31 +581,37 @@ struct CloneArgs {
     set_tid_size: u64,
 }
 
-/// Forks a child with pid `pid` (clone3 with set_tid); EEXIST if someone holds it.
-fn fork_with_pid(pid: Pid) -> Result<ForkResult> {
-    let wanted: [libc::pid_t; 1] = [pid.as_raw()];
-    let args = CloneArgs {
-        exit_signal: libc::SIGCHLD as u64,
-        set_tid: wanted.as_ptr() as u64,
-        set_tid_size: 1,
-        ..CloneArgs::default()
-    };
+/// A fork by clone3 with `args`, which must not share memory (no CLONE_VM).
+fn clone3_fork(args: &CloneArgs) -> std::io::Result<ForkResult> {
+    debug_assert_eq!(args.flags & libc::CLONE_VM as u64, 0);
     // SAFETY: clone3 without CLONE_VM is a fork: the child gets a copy of this
-    // single-threaded process; `args` and `wanted` outlive the call.
+    // single-threaded process; `args` and what it points to outlive the call.
     let result = unsafe {
         libc::syscall(
             libc::SYS_clone3,
-            &args as *const CloneArgs,
+            args as *const CloneArgs,
             std::mem::size_of::<CloneArgs>(),
         )
     };
     match result {
-        -1 => Err(std::io::Error::last_os_error()).context("clone3 with set_tid failed"),
+        -1 => Err(std::io::Error::last_os_error()),
         0 => Ok(ForkResult::Child),
         child => Ok(ForkResult::Parent {
             child: Pid::from_raw(child as i32),
         }),
     }
+}
+
+/// Forks a child with pid `pid` (clone3 with set_tid); EEXIST if someone holds it.
+fn fork_with_pid(pid: Pid) -> Result<ForkResult> {
+    let wanted: [libc::pid_t; 1] = [pid.as_raw()];
+    clone3_fork(&CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: wanted.as_ptr() as u64,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    })
+    .context("clone3 with set_tid failed")
 }
 
 fn pid_reuse(rounds: usize) -> Result<()> {
@@ -624,35 +721,70 @@ fn hold() -> Result<()> {
     Ok(())
 }
 
-fn burst(count: u64, seconds: Option<f64>, program: &str, parallel: usize) -> Result<()> {
+fn burst(
+    count: u64,
+    seconds: Option<f64>,
+    program: &str,
+    parallel: usize,
+    rename: Option<&str>,
+    kill_every: Option<u64>,
+) -> Result<()> {
     if count == u64::MAX && seconds.is_none() {
         bail!("give --count or --seconds");
     }
     let path = CString::new(program)?;
     let argv: [&CStr; 1] = [&path];
+    let name = rename.map(CString::new).transpose()?;
+    let kill_every = kill_every.filter(|&n| n > 0);
+    // Blocked across the fork: a child to be killed renames itself before the SIGTERM, sent
+    // right after the fork, can end it; it dies once it unblocks the signal.
+    let term = SigSet::from(Signal::SIGTERM);
+    if kill_every.is_some() {
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&term), None)?;
+    }
     let started = Instant::now();
     let more =
         |forks: u64| forks < count && seconds.is_none_or(|s| started.elapsed().as_secs_f64() < s);
     let (mut forks, mut execs, mut exits, mut running) = (0u64, 0u64, 0u64, 0usize);
+    let (mut unrenamed, mut terms, mut killed) = (0u64, 0u64, 0u64);
     while more(forks) || running > 0 {
         while running < parallel.max(1) && more(forks) {
+            let doomed = kill_every.is_some_and(|n| (forks + 1) % n == 0);
             match fork()? {
                 ForkResult::Child => {
+                    if let Some(name) = &name
+                        && prctl::set_name(name).is_err()
+                    {
+                        std::process::exit(RENAME_FAILED)
+                    }
+                    let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&term), None);
+                    if doomed {
+                        loop {
+                            nix::unistd::pause();
+                        }
+                    }
                     let _ = execv(&path, &argv);
                     std::process::exit(127)
                 }
-                ForkResult::Parent { .. } => {
+                ForkResult::Parent { child } => {
                     forks += 1;
                     running += 1;
+                    if doomed {
+                        kill(child, Signal::SIGTERM)?;
+                        terms += 1;
+                    }
                 }
             }
         }
         let status = wait()?;
         running -= 1;
         exits += 1;
-        // A child that could not exec exits with 127; /bin/true exits with 0.
-        if matches!(status, WaitStatus::Exited(_, 0)) {
-            execs += 1;
+        match status {
+            // /bin/true exits with 0; a child that could not exec with 127.
+            WaitStatus::Exited(_, 0) => execs += 1,
+            WaitStatus::Exited(_, RENAME_FAILED) => unrenamed += 1,
+            WaitStatus::Signaled(_, Signal::SIGTERM, _) => killed += 1,
+            _ => {}
         }
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -661,9 +793,322 @@ fn burst(count: u64, seconds: Option<f64>, program: &str, parallel: usize) -> Re
         "forks": forks,
         "execs": execs,
         "exits": exits,
+        "renames": if name.is_some() { forks - unrenamed } else { 0 },
+        "signals": terms,
+        "killed": killed,
         "seconds": seconds,
         "per_second": forks as f64 / seconds,
     }));
+    Ok(())
+}
+
+/// Exit status of a burst child whose PR_SET_NAME failed.
+const RENAME_FAILED: i32 = 126;
+
+fn core_dump() -> Result<()> {
+    let dir = tempfile_dir()?;
+    let child = match fork()? {
+        ForkResult::Child => {
+            let _ = std::env::set_current_dir(&dir);
+            let _ = nix::sys::resource::setrlimit(
+                nix::sys::resource::Resource::RLIMIT_CORE,
+                nix::sys::resource::RLIM_INFINITY,
+                nix::sys::resource::RLIM_INFINITY,
+            );
+            // The default action, whatever this process inherited.
+            // SAFETY: SIG_DFL installs no handler.
+            let _ = unsafe { nix::sys::signal::signal(Signal::SIGABRT, SigHandler::SigDfl) };
+            let _ = sigprocmask(
+                SigmaskHow::SIG_UNBLOCK,
+                Some(&SigSet::from(Signal::SIGABRT)),
+                None,
+            );
+            let _ = nix::sys::signal::raise(Signal::SIGABRT);
+            std::process::exit(1)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    let status = waitpid(child, None)?;
+    let files: Vec<String> = std::fs::read_dir(&dir)?
+        .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    report(json!({
+        "parent": pid_json(getpid()),
+        "child": pid_json(child),
+        "status": exit_code(status),
+        "files": files,
+    }));
+    Ok(())
+}
+
+/// What `signals` sends, in order.
+const SIGNALS_SENT: [Signal; 13] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGABRT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR1,
+    Signal::SIGTERM,
+    Signal::SIGUSR2,
+    Signal::SIGCHLD,
+    Signal::SIGWINCH,
+    Signal::SIGSTOP,
+    Signal::SIGCONT,
+    Signal::SIGKILL,
+];
+
+fn signals() -> Result<()> {
+    let (ready_read, ready_write) = pipe()?;
+    let target = match fork()? {
+        ForkResult::Child => {
+            drop(ready_read);
+            // SAFETY: SIG_IGN installs no handler.
+            let _ = unsafe { nix::sys::signal::signal(Signal::SIGHUP, SigHandler::SigIgn) };
+            // Blocked, the others stay pending and never end or interrupt it: only SIGSTOP,
+            // SIGCONT and SIGKILL act.
+            let mut blocked = SigSet::empty();
+            for signal in [
+                Signal::SIGINT,
+                Signal::SIGQUIT,
+                Signal::SIGABRT,
+                Signal::SIGUSR1,
+                Signal::SIGTERM,
+                Signal::SIGUSR2,
+                Signal::SIGCHLD,
+                Signal::SIGWINCH,
+            ] {
+                blocked.add(signal);
+            }
+            let code = match sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            };
+            if code != 0 {
+                std::process::exit(code)
+            }
+            drop(ready_write);
+            loop {
+                nix::unistd::pause();
+            }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(ready_write);
+    wait_for_eof(ready_read);
+    let mut sent = Vec::new();
+    for signal in SIGNALS_SENT {
+        kill(target, signal).with_context(|| format!("cannot send {signal}"))?;
+        sent.push(signal as i32);
+        // Stopped and continued for certain before the next signal.
+        let (flags, expected) = match signal {
+            Signal::SIGSTOP => (WaitPidFlag::WUNTRACED, "stopped"),
+            Signal::SIGCONT => (WaitPidFlag::WCONTINUED, "continued"),
+            _ => continue,
+        };
+        match waitpid(target, Some(flags))? {
+            WaitStatus::Stopped(_, Signal::SIGSTOP) if expected == "stopped" => {}
+            WaitStatus::Continued(_) if expected == "continued" => {}
+            other => bail!("the target was not {expected}: {other:?}"),
+        }
+    }
+    let status = waitpid(target, None)?;
+    report(json!({
+        "sender": pid_json(getpid()),
+        "target": pid_json(target),
+        "sent": sent,
+        "status": exit_code(status),
+    }));
+    Ok(())
+}
+
+fn clone_parent() -> Result<()> {
+    let (hold_read, hold_write) = pipe()?;
+    let (ready_read, ready_write) = pipe()?;
+    let caller = match fork()? {
+        ForkResult::Child => {
+            drop((hold_write, ready_read));
+            // Its copy is born with this comm: the trace shows whose copy it is.
+            let _ = prctl::set_name(c"clone-caller");
+            // No exit signal of its own (clone3 refuses one with CLONE_PARENT): it gets the
+            // caller's, SIGCHLD, which goes to this process, its parent.
+            let args = CloneArgs {
+                flags: libc::CLONE_PARENT as u64,
+                ..CloneArgs::default()
+            };
+            match clone3_fork(&args) {
+                Ok(ForkResult::Child) => {
+                    drop(ready_write);
+                    wait_for_eof(hold_read);
+                    std::process::exit(0)
+                }
+                Ok(ForkResult::Parent { child }) => {
+                    let _ = File::from(ready_write).write_all(&child.as_raw().to_ne_bytes());
+                    std::process::exit(0)
+                }
+                Err(_) => std::process::exit(1),
+            }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((hold_read, ready_write));
+    let mut bytes = [0u8; 4];
+    File::from(ready_read)
+        .read_exact(&mut bytes)
+        .context("clone(CLONE_PARENT) failed")?;
+    let sibling = Pid::from_raw(i32::from_ne_bytes(bytes));
+    let observed_ppid = ppid_of(sibling)?;
+    let caller_status = waitpid(caller, None)?;
+    drop(hold_write);
+    // This process's child, not the caller's.
+    let sibling_status = waitpid(sibling, None)?;
+    report(json!({
+        "parent": pid_json(getpid()),
+        "caller": pid_json(caller),
+        "child": pid_json(sibling),
+        "observed_ppid": observed_ppid,
+        "caller_status": exit_code(caller_status),
+        "child_status": exit_code(sibling_status),
+    }));
+    Ok(())
+}
+
+/// Where cgroup v2 is mounted, from /proc/self/mountinfo.
+fn cgroup2_mount() -> Result<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    info.lines()
+        .find_map(|line| {
+            let (mount, filesystem) = line.split_once(" - ")?;
+            (filesystem.split(' ').next()? == "cgroup2")
+                .then(|| mount.split(' ').nth(4).map(PathBuf::from))?
+        })
+        .context("cgroup v2 is not mounted")
+}
+
+/// The cgroup v2 directory of a process (`self` for this one).
+fn cgroup_dir(pid: &str) -> Result<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    let path = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .with_context(|| format!("no cgroup v2 line in /proc/{pid}/cgroup"))?;
+    Ok(cgroup2_mount()?.join(path.trim_start_matches('/')))
+}
+
+/// The inode number of a cgroup's directory: its kernfs node id, the kernel's cgroup id.
+fn cgroup_id(dir: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    Ok(std::fs::metadata(dir)
+        .with_context(|| format!("cannot stat {}", dir.display()))?
+        .ino())
+}
+
+fn identity() -> Result<()> {
+    let own_cgroup = cgroup_dir("self")?;
+    let new_cgroup = own_cgroup.join(format!("tracer-workload-{}", std::process::id()));
+    // Where the host lets us: a cgroup of its own makes the id one no other process has.
+    let moved = std::fs::create_dir(&new_cgroup).is_ok();
+    let (report_read, report_write) = pipe()?;
+    let (hold_read, hold_write) = pipe()?;
+    let leader = match fork()? {
+        ForkResult::Child => {
+            drop((report_read, hold_write));
+            let result = identity_leader(moved.then_some(&new_cgroup), report_write, hold_read);
+            if let Err(error) = &result {
+                eprintln!("tracer-workload: session leader: {error:#}");
+            }
+            std::process::exit(i32::from(result.is_err()))
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((report_write, hold_read));
+    let mut seen = String::new();
+    File::from(report_read).read_to_string(&mut seen)?;
+    let seen: serde_json::Value = serde_json::from_str(&seen)
+        .with_context(|| format!("no report from the grandchild: {seen:?}"))?;
+    let grandchild = seen["pid"].as_i64().context("grandchild pid")?.to_string();
+    let grandchild_cgroup = cgroup_dir(&grandchild)?;
+    let grandchild_cgroup_id = cgroup_id(&grandchild_cgroup)?;
+    drop(hold_write);
+    let status = waitpid(leader, None)?;
+    if moved {
+        std::fs::remove_dir(&new_cgroup)
+            .with_context(|| format!("cannot remove {}", new_cgroup.display()))?;
+    }
+    if !matches!(status, WaitStatus::Exited(_, 0)) {
+        bail!("the session leader failed: {status:?}");
+    }
+    report(json!({
+        "parent": pid_json(getpid()),
+        "leader": pid_json(leader),
+        "leader_cgroup_id": cgroup_id(&own_cgroup)?,
+        "own_cgroup": moved,
+        "grandchild": seen,
+        "grandchild_cgroup": grandchild_cgroup.to_string_lossy(),
+        "grandchild_cgroup_id": grandchild_cgroup_id,
+    }));
+    Ok(())
+}
+
+fn identity_leader(cgroup: Option<&Path>, report_write: OwnedFd, hold_read: OwnedFd) -> Result<()> {
+    nix::unistd::setsid().context("setsid failed")?;
+    if let Some(dir) = cgroup {
+        // "0" is the writer itself.
+        std::fs::write(dir.join("cgroup.procs"), "0").context("cannot join the new cgroup")?;
+    }
+    nix::unistd::setgroups(&[]).context("setgroups failed")?;
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(NOBODY)).context("setgid failed")?;
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(NOBODY)).context("setuid failed")?;
+    match fork()? {
+        ForkResult::Child => {
+            let result = identity_member(report_write, hold_read);
+            if let Err(error) = &result {
+                eprintln!("tracer-workload: grandchild: {error:#}");
+            }
+            std::process::exit(i32::from(result.is_err()))
+        }
+        ForkResult::Parent { child } => {
+            drop((report_write, hold_read));
+            match waitpid(child, None)? {
+                WaitStatus::Exited(_, 0) => Ok(()),
+                other => bail!("the grandchild failed: {other:?}"),
+            }
+        }
+    }
+}
+
+/// The uid `identity` runs its grandchild under (nobody).
+const NOBODY: u32 = 65534;
+
+fn identity_member(report_write: OwnedFd, hold_read: OwnedFd) -> Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let uid: u32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next())
+        .context("no Uid in /proc/self/status")?
+        .parse()?;
+    let group = || -> Result<(u32, u32)> {
+        Ok((
+            stat_field("self", 5)?.parse()?,
+            stat_field("self", 6)?.parse()?,
+        ))
+    };
+    let (pgid_at_start, sid_at_start) = group()?;
+    nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).context("setpgid failed")?;
+    prctl::set_name(c"identity-test").context("PR_SET_NAME failed")?;
+    let (pgid, sid) = group()?;
+    let seen = json!({
+        "pid": pid_json(getpid()),
+        "uid": uid,
+        "pgid_at_start": pgid_at_start,
+        "sid_at_start": sid_at_start,
+        "pgid": pgid,
+        "sid": sid,
+    });
+    File::from(report_write).write_all(seen.to_string().as_bytes())?;
+    wait_for_eof(hold_read);
     Ok(())
 }
 
@@ -673,7 +1118,8 @@ fn main() -> std::process::ExitCode {
         Scenario::ForkExecExit { code } => fork_exec_exit(code),
         Scenario::SiblingKill => sibling_kill(),
         Scenario::Threads { count, seconds } => threads(count, seconds),
-        Scenario::DoubleFork { subreaper } => double_fork(subreaper),
+        Scenario::DoubleFork { subreaper, hold } => double_fork(subreaper, hold),
+        Scenario::DeepChain { depth } => deep_chain(depth),
         Scenario::PidnsDoubleFork => pidns_double_fork(),
         Scenario::ThreadExec => thread_exec(),
         Scenario::Rename {
@@ -696,7 +1142,20 @@ fn main() -> std::process::ExitCode {
             seconds,
             program,
             parallel,
-        } => burst(count, seconds, &program, parallel),
+            rename,
+            kill_every,
+        } => burst(
+            count,
+            seconds,
+            &program,
+            parallel,
+            rename.as_deref(),
+            kill_every,
+        ),
+        Scenario::CoreDump => core_dump(),
+        Scenario::Signals => signals(),
+        Scenario::CloneParent => clone_parent(),
+        Scenario::Identity => identity(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
