@@ -498,7 +498,10 @@ fn an_orphan_deeper_than_the_probe_walks_gets_its_parent_from_proc() {
         .expect("the orphan is alive then");
     assert_eq!((process.ppid, process.original_ppid), (subreaper, middle));
     let orphaning = process.orphaned.as_ref().expect("marked orphaned");
-    assert_eq!(orphaning.parent.pid, middle);
+    assert_eq!(
+        (orphaning.parent.pid, orphaning.new_ppid),
+        (middle, subreaper)
+    );
 }
 
 /// The `reparents checked in /proc` counts of `record`'s summary line: agreed,

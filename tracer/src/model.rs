@@ -847,6 +847,12 @@ impl Model {
         };
         if let Some(index) = self.find(key) {
             self.set_parent(index, e.new_ppid);
+            // The adopter the model guessed for an orphan was wrong: say who really has it.
+            if let Some(orphaning) = self.get_mut(index).orphaned.as_mut()
+                && orphaning.new_ppid == e.old_ppid
+            {
+                orphaning.new_ppid = e.new_ppid;
+            }
         }
     }
 
@@ -1060,6 +1066,34 @@ mod tests {
         assert_eq!(shell.comm, "zsh");
         assert_eq!(shell.key.start_time, 5 * TICK + 4_321);
         assert_eq!(model.stats.inferred, 0);
+    }
+
+    #[test]
+    fn a_procfs_correction_names_the_orphans_real_adopter() {
+        let mut model = host();
+        let shell = key(100, 5 * TICK);
+        let middle = key(400, 40 * TICK);
+        apply_all(
+            &mut model,
+            &[
+                fork(40, middle.pid, middle.start_time, shell),
+                fork(41, 401, 41 * TICK, middle),
+                // The probe could not name the reaper: the model guesses init.
+                exit(42, middle, 100, 1),
+                Event::Reparent(Reparent {
+                    ts: 43,
+                    pid: 401,
+                    start_time: 41 * TICK,
+                    old_ppid: 1,
+                    new_ppid: 100,
+                    source: ReparentSource::Procfs,
+                }),
+            ],
+        );
+        let orphan = model.live(401).unwrap();
+        assert_eq!(orphan.ppid, 100);
+        let orphaning = orphan.orphaned.as_ref().unwrap();
+        assert_eq!((orphaning.parent, orphaning.new_ppid), (middle, 100));
     }
 
     #[test]
