@@ -1225,27 +1225,73 @@ mod tests {
     }
 
     #[test]
-    fn sorted_batches_apply_cleanly_whatever_order_they_arrived_in() {
+    fn a_batch_ingested_out_of_order_gives_the_tree_of_the_ordered_history() {
+        use crate::analysis::Analyzer;
+        use crate::ingest::Pipeline;
+        use crate::roles::Rules;
+        use crate::sink::NullSink;
+
         let shell = key(100, 5 * TICK);
         let child = key(600, 60 * TICK);
+        let grandchild = key(601, 61 * TICK);
         let in_order = [
             fork(60, child.pid, child.start_time, shell),
             exec(61, child.pid, child.start_time, 100, "python3"),
-            exit(62, child, 100, 1),
+            fork(62, grandchild.pid, grandchild.start_time, child),
+            exit(63, child, 100, 1),
         ];
-        let mut arrived = vec![
-            in_order[2].clone(),
-            in_order[0].clone(),
-            in_order[1].clone(),
-        ];
-        crate::ingest::order(&mut arrived);
-        assert_eq!(arrived, in_order);
+        let mut reference = host();
+        let derived = apply_all(&mut reference, &in_order);
+        assert_eq!(derived.len(), 1, "the grandchild is orphaned");
 
-        let (mut a, mut b) = (host(), host());
-        apply_all(&mut a, &in_order);
-        apply_all(&mut b, &arrived);
-        assert_eq!(a.view(), b.view());
-        assert_eq!(a.stats.inferred, 0);
+        // As the ring may hand them over: the exit first, the fork that started it all last.
+        let mut batch = vec![
+            in_order[3].clone(),
+            in_order[2].clone(),
+            in_order[1].clone(),
+            in_order[0].clone(),
+        ];
+        let mut pipeline = Pipeline::new(host(), Analyzer::new(Rules::builtin()), NullSink);
+        pipeline.apply_batch(&mut batch).unwrap();
+        assert!(batch.is_empty());
+        let model = &pipeline.model;
+        assert_eq!(model.view(), reference.view());
+        assert_eq!(
+            (
+                model.stats.inferred,
+                model.stats.stale,
+                model.stats.vanished
+            ),
+            (0, 0, 0)
+        );
+        assert_eq!(model.stats.reparents, 1);
+        assert_eq!(pipeline.events, 5, "four events and the derived reparent");
+        let orphan = model.live(grandchild.pid).unwrap();
+        assert_eq!((orphan.ppid, orphan.original_ppid), (1, 600));
+        assert_eq!(orphan.orphaned.as_ref().unwrap().parent, child);
+        let index = model.live_index(grandchild.pid).unwrap();
+        let lineage: Vec<(ProcessKey, String)> = model
+            .lineage(index)
+            .map(|(_, p)| (p.key, p.comm.clone()))
+            .collect();
+        assert_eq!(
+            lineage,
+            [(child, "python3".to_owned()), (shell, "bash".to_owned())]
+        );
+
+        // The same batch applied as it arrived is a different, wrong history: the ordering
+        // is what the test above relies on.
+        let mut unordered = host();
+        apply_all(
+            &mut unordered,
+            &[
+                in_order[3].clone(),
+                in_order[2].clone(),
+                in_order[1].clone(),
+                in_order[0].clone(),
+            ],
+        );
+        assert_ne!(unordered.view(), reference.view());
     }
 
     #[test]
