@@ -11,7 +11,7 @@ use crate::event::{
     Death, Event, Exit, Finding, FindingKind, Killer, ProcessKey, ProcessSketch, Reparent,
     ReparentSource, SpawnHow,
 };
-use crate::model::{Model, Origin, Process, ProcessIndex, TitleSource};
+use crate::model::{Model, Origin, Process, ProcessIndex, SignalInfo, TitleSource};
 use crate::render::{duration, exit_description, signal_name};
 use crate::roles::{Classification, Evidence, Rules, Subject};
 
@@ -22,8 +22,14 @@ pub const SPAWN_SETTLE_NS: u64 = 1_000_000_000;
 /// Longest evidence chain kept: deep fork chains repeat the same step.
 const MAX_EVIDENCE: usize = 16;
 
-/// A SIGKILL this soon after a SIGTERM from the same sender is an escalation.
-const ESCALATION_NS: u64 = 2_000_000_000;
+/// Signals from one sender, each this soon after the one before, read as one escalation:
+/// Airflow 3's supervisor waits 5 s between SIGINT, SIGTERM and SIGKILL, billiard 0.1 s
+/// between SIGTERM and SIGKILL.
+const ESCALATION_STEP_NS: u64 = 6_000_000_000;
+
+/// A SIGKILL from the Celery main process this soon after its previous signal is billiard
+/// enforcing a hard time limit; a slower one is some other stop.
+const HARD_TIME_LIMIT_KILL_NS: u64 = 2_000_000_000;
 
 const SIGKILL: i32 = 9;
 /// `si_code` of signals the kernel generates itself.
@@ -144,24 +150,23 @@ fn killer(model: &Model, victim: &Process, sig: i32) -> Option<Killer> {
     });
     let victim_role = role_id(Some(victim));
     let sender_role = role_id(sender);
-    let escalation = victim
-        .signals
-        .iter()
-        .filter(|s| {
-            s.sender == signal.sender
-                && s.ts <= signal.ts
-                && s.sig != sig
-                && signal.ts - s.ts < ESCALATION_NS
-        })
-        .map(|s| {
-            format!(
-                "{}, then {} {} later",
-                signal_name(s.sig),
-                signal_name(sig),
-                duration(signal.ts - s.ts)
-            )
-        })
-        .next_back();
+    let steps = escalation(victim, signal);
+    let escalation = steps.split_first().map(|(first, rest)| {
+        let mut text = signal_name(first.sig);
+        let mut previous = first.ts;
+        for step in rest.iter().copied().chain([signal]) {
+            text.push_str(&format!(
+                ", then {} {} later",
+                signal_name(step.sig),
+                duration(step.ts.saturating_sub(previous))
+            ));
+            previous = step.ts;
+        }
+        text
+    });
+    let hard_time_limit = steps
+        .last()
+        .is_some_and(|s| signal.ts.saturating_sub(s.ts) < HARD_TIME_LIMIT_KILL_NS);
     let parent_died_first = sender.is_some_and(|s| {
         s.key.pid == victim.original_ppid && s.exit.as_ref().is_some_and(|e| e.ts <= signal.ts)
     });
@@ -176,7 +181,7 @@ fn killer(model: &Model, victim: &Process, sig: i32) -> Option<Killer> {
     } else {
         let pattern = match (sender_role, victim_role) {
             (Some("celery.main"), Some("celery.pool_worker"))
-                if sig == SIGKILL && escalation.is_some() =>
+                if sig == SIGKILL && hard_time_limit =>
             {
                 Some("the Celery main process enforcing a hard time limit")
             }
@@ -201,6 +206,31 @@ fn killer(model: &Model, victim: &Process, sig: i32) -> Option<Killer> {
         text
     };
     Some(Killer { process, sig, what })
+}
+
+/// The signals the sender of `kill` sent `victim` before it, oldest first, each within
+/// [`ESCALATION_STEP_NS`] of the next; a repeated signal counts once, at its latest. Bounded
+/// by the signals the model keeps per process.
+fn escalation<'a>(victim: &'a Process, kill: &SignalInfo) -> Vec<&'a SignalInfo> {
+    let mut steps: Vec<&SignalInfo> = Vec::new();
+    let (mut next_sig, mut next_ts) = (kill.sig, kill.ts);
+    let earlier = victim
+        .signals
+        .iter()
+        .rev()
+        .skip_while(|s| !std::ptr::eq(*s, kill))
+        .skip(1);
+    for step in earlier.filter(|s| s.sender == kill.sender) {
+        if next_ts.saturating_sub(step.ts) >= ESCALATION_STEP_NS {
+            break;
+        }
+        if step.sig != next_sig {
+            steps.push(step);
+            (next_sig, next_ts) = (step.sig, step.ts);
+        }
+    }
+    steps.reverse();
+    steps
 }
 
 fn death(model: &Model, process: &Process, exit: &Exit) -> Death {
@@ -1050,6 +1080,85 @@ mod tests {
         let spawns = host.findings(FindingKind::DaemonicSpawn);
         assert_eq!(spawns.len(), 1, "only the worker's own spawn of 501");
         assert_eq!(spawns[0].pid, 501);
+    }
+
+    fn killer_of(finding: &Finding) -> &str {
+        &finding
+            .death
+            .as_ref()
+            .unwrap()
+            .killer
+            .as_ref()
+            .unwrap()
+            .what
+    }
+
+    const TI: &str = "0193a4f2-0000-7000-8000-00000000abcd";
+
+    #[test]
+    fn an_escalation_lists_every_signal_from_the_same_sender() {
+        // Airflow 3 under Celery: pool worker 701, retitled as supervisor of a task instance
+        // (daemonic), forks task process 702, whose user code starts 703.
+        let mut host = Host::new();
+        host.snapshot(
+            700,
+            1,
+            "[celeryd: w3@host:MainProcess] -active- (-A airflow.providers.celery worker)",
+        );
+        host.fork(701, 700);
+        host.rename(701, "[celeryd: w3@host:ForkPoolWorker-1]");
+        host.rename(701, &format!("airflow supervisor: {TI}"));
+        host.fork(702, 701);
+        host.rename(702, &format!("airflow worker -- {TI}"));
+        host.fork(703, 702);
+        host.exec(703, &["sleep", "120"]);
+
+        // The supervisor's escalation, 5 s apart; a signal from someone else in between is
+        // not part of it.
+        host.signal(702, 701, 2, 10);
+        host.signal(702, 1, 1, 1_000);
+        host.signal(702, 701, 15, 4_000);
+        host.signal(702, 701, 9, 5_000);
+        host.exit(702, None, Some(9));
+        let killed = host.findings(FindingKind::Killed);
+        assert_eq!(killed.len(), 1);
+        assert_eq!(
+            killer_of(killed[0]),
+            "SIGKILL from 701, the Airflow task supervisor stopping its task process \
+             (SIGINT, then SIGTERM 5.0s later, then SIGKILL 5.0s later)"
+        );
+    }
+
+    #[test]
+    fn an_escalation_stops_at_a_pause_longer_than_a_step_and_counts_repeats_once() {
+        let mut host = celery_main();
+        host.fork(101, 100);
+        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
+        // A SIGINT a minute earlier is another story; SIGTERM twice is one step.
+        host.signal(101, 100, 2, 10);
+        host.signal(101, 100, 15, 60_000);
+        host.signal(101, 100, 15, 50);
+        host.signal(101, 100, 9, 100);
+        host.exit(101, None, Some(9));
+        let killed = host.findings(FindingKind::Killed);
+        assert_eq!(
+            killer_of(killed[0]),
+            "SIGKILL from 100, the Celery main process enforcing a hard time limit \
+             (SIGTERM, then SIGKILL 100ms later)"
+        );
+
+        // A SIGKILL 3 s after the SIGTERM is still an escalation, but no hard time limit.
+        let mut host = celery_main();
+        host.fork(101, 100);
+        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
+        host.signal(101, 100, 15, 10);
+        host.signal(101, 100, 9, 3_000);
+        host.exit(101, None, Some(9));
+        assert_eq!(
+            killer_of(host.findings(FindingKind::Killed)[0]),
+            "SIGKILL from 100, the Celery main process stopping its pool worker \
+             (SIGTERM, then SIGKILL 3.0s later)"
+        );
     }
 
     #[test]

@@ -27,8 +27,8 @@ const KTHREADD: u32 = 2;
 /// The parent of processes whose parent the model lost track of.
 pub const UNKNOWN_PARENT: u32 = 0;
 
-/// Terminating signals remembered per process: enough to tell a SIGTERM-then-SIGKILL
-/// escalation from a single kill.
+/// Terminating signals remembered per process: enough for the longest escalation seen on
+/// these hosts (Airflow 3's SIGINT, SIGTERM, SIGKILL) and one more.
 const SIGNAL_HISTORY: usize = 4;
 
 /// How many exited identities the model remembers, so that an event arriving after its
