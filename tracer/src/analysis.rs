@@ -1095,6 +1095,63 @@ mod tests {
 
     const TI: &str = "0193a4f2-0000-7000-8000-00000000abcd";
 
+    /// Airflow 2 LocalExecutor: worker 410 (daemonic) → supervisor 411 → runner 412 → the
+    /// task's `sleep` 413.
+    fn airflow2_task() -> Host {
+        let mut host = Host::new();
+        host.snapshot(400, 1, "/venv/bin/python3 /venv/bin/airflow scheduler");
+        host.fork(410, 400);
+        host.rename(410, "airflow worker -- LocalExecutor");
+        host.fork(411, 410);
+        host.rename(
+            411,
+            "airflow task supervisor: ['airflow', 'tasks', 'run', 'etl', 'load', 'manual__1', '--local']",
+        );
+        host.fork(412, 411);
+        host.rename(412, "airflow task runner: etl load manual__1 7");
+        host.fork(413, 412);
+        host.exec(413, &["sleep", "120"]);
+        host
+    }
+
+    #[test]
+    fn the_airflow2_supervisor_stopping_its_runner_and_the_orphan_it_leaves() {
+        let mut host = airflow2_task();
+        host.signal(412, 411, 15, 10);
+        host.exit(412, None, Some(15));
+        let killed = host.findings(FindingKind::Killed);
+        assert_eq!(killed.len(), 1);
+        assert_eq!(killed[0].pid, 412);
+        assert_eq!(
+            killer_of(killed[0]),
+            "SIGTERM from 411, the Airflow task supervisor stopping its task runner"
+        );
+        assert_eq!(
+            killed[0].summary,
+            "412 `airflow task runner: etl load manual__1 7` (Airflow task runner) was killed by \
+             SIGTERM from 411, the Airflow task supervisor stopping its task runner"
+        );
+
+        let orphaned_at = host.ts;
+        let orphaned = host.findings(FindingKind::Orphaned);
+        assert_eq!(orphaned.len(), 1);
+        assert_eq!(orphaned[0].pid, 413);
+        assert_eq!(orphaned[0].identity["dag_id"], "etl");
+
+        host.tick(1_500);
+        host.exit(413, Some(0), None);
+        let gone = host.findings(FindingKind::OrphanExited);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].pid, 413);
+        assert_eq!(gone[0].orphaned_for_ns, Some(host.ts - orphaned_at));
+        assert_eq!(gone[0].orphaned_for_ns, Some(1_501 * MS));
+        assert_eq!(
+            gone[0].summary,
+            "orphan 413 `sleep 120` exited after 1.5s as an orphan: exit code 0"
+        );
+        assert_eq!(gone[0].identity["run_id"], "manual__1");
+    }
+
     #[test]
     fn an_escalation_lists_every_signal_from_the_same_sender() {
         // Airflow 3 under Celery: pool worker 701, retitled as supervisor of a task instance
@@ -1159,6 +1216,179 @@ mod tests {
             "SIGKILL from 100, the Celery main process stopping its pool worker \
              (SIGTERM, then SIGKILL 3.0s later)"
         );
+    }
+
+    #[test]
+    fn airflow3_under_celery_the_task_process_and_its_children_are_daemonic() {
+        let mut host = Host::new();
+        host.snapshot(
+            700,
+            1,
+            "[celeryd: w3@host:MainProcess] -active- (-A airflow.providers.celery worker)",
+        );
+        host.fork(701, 700);
+        host.rename(701, "[celeryd: w3@host:ForkPoolWorker-1]");
+        host.rename(701, &format!("airflow supervisor: {TI}"));
+        let supervisor = host.class(701);
+        assert_eq!(
+            supervisor.role.as_ref().unwrap().id,
+            "airflow3.celery_supervisor"
+        );
+        assert_eq!(supervisor.daemonic.len(), 1, "a daemonic root");
+        assert_eq!(supervisor.identity["ti_id"], TI);
+
+        host.fork(702, 701);
+        host.rename(702, &format!("airflow worker -- {TI}"));
+        let task = host.class(702);
+        assert_eq!(task.role.as_ref().unwrap().id, "airflow3.task");
+        assert_eq!(task.identity["ti_id"], TI);
+        assert_eq!(
+            task.explain_daemonic().unwrap(),
+            format!(
+                "forked without exec from 701 `airflow supervisor: {TI}` (daemonic: Airflow 3 \
+                 task supervisor in a Celery pool worker (rule airflow3.celery_supervisor))"
+            )
+        );
+
+        host.fork(703, 702);
+        host.exec(703, &["sleep", "120"]);
+        let spawns = host.findings(FindingKind::DaemonicSpawn);
+        let user = spawns
+            .iter()
+            .find(|f| f.pid == 703)
+            .expect("the user child");
+        assert_eq!(user.parent_pid, Some(702));
+        assert_eq!(user.how, Some(SpawnHow::Exec));
+        assert_eq!(user.identity["ti_id"], TI);
+        assert_eq!(user.lineage[0].role.as_deref(), Some("airflow3.task"));
+        // Why the parent is daemonic: the task process, then the supervisor root.
+        let chain: Vec<u32> = user.evidence.iter().map(|e| e.pid).collect();
+        assert_eq!(chain, [702, 701]);
+    }
+
+    #[test]
+    fn airflow3_local_executor_is_not_daemonic_but_its_kills_and_orphans_are_named() {
+        let mut host = Host::new();
+        host.snapshot(800, 1, "/venv/bin/python3 /venv/bin/airflow scheduler");
+        host.fork(801, 800);
+        host.rename(801, "airflow worker -- LocalExecutor: <idle>");
+        host.rename(801, &format!("airflow worker -- LocalExecutor: {TI}"));
+        host.fork(802, 801);
+        host.rename(802, &format!("airflow worker -- {TI}"));
+        host.fork(803, 802);
+        host.exec(803, &["sleep", "120"]);
+        assert_eq!(
+            host.class(801).role.as_ref().unwrap().id,
+            "airflow3.local_worker"
+        );
+        assert_eq!(host.class(802).role.as_ref().unwrap().id, "airflow3.task");
+        assert_eq!(host.class(802).identity["ti_id"], TI);
+        for pid in [800, 801, 802, 803] {
+            assert!(!host.class(pid).is_daemonic(), "{pid}");
+        }
+
+        host.signal(802, 801, 2, 10);
+        host.signal(802, 801, 15, 5_000);
+        host.exit(802, None, Some(15));
+        host.pipeline.finish_analysis().unwrap();
+        assert!(host.findings(FindingKind::DaemonicSpawn).is_empty());
+        let killed = host.findings(FindingKind::Killed);
+        assert_eq!(killed.len(), 1);
+        assert_eq!(
+            killer_of(killed[0]),
+            "SIGTERM from 801, the Airflow task supervisor stopping its task process \
+             (SIGINT, then SIGTERM 5.0s later)"
+        );
+        let orphaned = host.findings(FindingKind::Orphaned);
+        assert_eq!(orphaned.len(), 1);
+        assert_eq!(orphaned[0].pid, 803);
+        assert_eq!(orphaned[0].identity["ti_id"], TI);
+        assert_eq!(
+            orphaned[0].dead_parent.as_ref().unwrap().role.as_deref(),
+            Some("airflow3.task")
+        );
+    }
+
+    #[test]
+    fn a_multiprocessing_spawn_child_of_a_daemonic_process_says_so() {
+        let mut host = celery_main();
+        host.fork(101, 100);
+        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
+        host.fork(110, 101);
+        host.exec(
+            110,
+            &[
+                "python3",
+                "-B",
+                "-c",
+                "from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=5, pipe_handle=7)",
+                "--multiprocessing-fork",
+            ],
+        );
+        let spawns = host.findings(FindingKind::DaemonicSpawn);
+        assert_eq!(spawns.len(), 1);
+        assert_eq!(spawns[0].how, Some(SpawnHow::MultiprocessingSpawn));
+        assert_eq!(spawns[0].program.as_deref(), Some("/usr/bin/python3"));
+        assert_eq!(
+            spawns[0].process.role.as_deref(),
+            Some("python.mp_spawn_child")
+        );
+        assert!(
+            spawns[0]
+                .summary
+                .ends_with("by a Python multiprocessing child (spawn start method)"),
+            "{}",
+            spawns[0].summary
+        );
+        assert!(!host.class(110).is_daemonic(), "a new interpreter");
+    }
+
+    #[test]
+    fn a_forkserver_child_descends_from_the_forkserver_not_its_caller() {
+        let mut host = celery_main();
+        host.fork(101, 100);
+        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
+        // The pool worker starts a forkserver, then asks it for a child.
+        host.fork(120, 101);
+        host.exec(
+            120,
+            &[
+                "python3",
+                "-c",
+                "from multiprocessing.forkserver import main; main(8, 9, ['__main__'], **{})",
+            ],
+        );
+        host.fork(121, 120);
+        let served = host.class(121);
+        assert_eq!(
+            served.role.as_ref().unwrap().id,
+            "python.mp_forkserver_child"
+        );
+        assert!(!served.is_daemonic(), "the forkserver is not daemonic");
+        host.tick(2_000);
+        host.signal(120, 101, 9, 10);
+        host.exit(120, None, Some(9));
+        let orphaned = host.findings(FindingKind::Orphaned);
+        assert_eq!(orphaned.len(), 1);
+        let lineage: Vec<(u32, Option<&str>)> = orphaned[0]
+            .lineage
+            .iter()
+            .map(|p| (p.pid, p.role.as_deref()))
+            .collect();
+        assert_eq!(
+            lineage,
+            [
+                (120, Some("python.mp_forkserver")),
+                (101, Some("celery.pool_worker")),
+                (100, Some("celery.main")),
+            ]
+        );
+        let spawned: Vec<u32> = host
+            .findings(FindingKind::DaemonicSpawn)
+            .iter()
+            .map(|f| f.pid)
+            .collect();
+        assert_eq!(spawned, [120], "only the daemonic worker's own spawn");
     }
 
     #[test]
