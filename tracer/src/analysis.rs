@@ -1392,6 +1392,65 @@ mod tests {
     }
 
     #[test]
+    fn celery_without_setproctitle_has_daemonic_pool_workers() {
+        // Seen starting: the main process execs celery; its pool workers are plain forks.
+        let mut host = Host::new();
+        host.snapshot(90, 1, "bash");
+        host.fork(100, 90);
+        host.exec(
+            100,
+            &[
+                "python3",
+                "/venv/bin/celery",
+                "-A",
+                "t",
+                "worker",
+                "-n",
+                "w4@h",
+            ],
+        );
+        assert_eq!(host.class(100).role.as_ref().unwrap().id, "celery.main");
+        host.fork(101, 100);
+        let worker = host.class(101);
+        assert_eq!(worker.role.as_ref().unwrap().id, "celery.pool_worker");
+        assert_eq!(worker.identity["celery_node"], "w4@h");
+        assert_eq!(
+            worker.explain_daemonic().unwrap(),
+            "daemonic: Celery prefork pool worker (rule celery.pool_worker)"
+        );
+        host.fork(102, 101);
+        host.pipeline.finish_analysis().unwrap();
+        let spawns = host.findings(FindingKind::DaemonicSpawn);
+        let spawn = spawns
+            .iter()
+            .find(|f| f.pid == 102)
+            .expect("the task's fork");
+        assert_eq!(
+            (spawn.parent_pid, spawn.how),
+            (Some(101), Some(SpawnHow::Fork))
+        );
+        assert_eq!(spawn.identity["celery_node"], "w4@h");
+
+        // Found running: the snapshot shows the same command line for main and worker.
+        let mut host = Host::new();
+        let title = "/venv/bin/python3 /venv/bin/celery -A t worker";
+        host.snapshot(200, 1, title);
+        host.snapshot(201, 200, title);
+        assert_eq!(host.class(200).role.as_ref().unwrap().id, "celery.main");
+        assert!(!host.class(200).is_daemonic());
+        assert_eq!(
+            host.class(201).role.as_ref().unwrap().id,
+            "celery.pool_worker"
+        );
+        assert!(host.class(201).is_daemonic());
+        host.fork(202, 201);
+        host.pipeline.finish_analysis().unwrap();
+        let spawns = host.findings(FindingKind::DaemonicSpawn);
+        assert_eq!(spawns.len(), 1);
+        assert_eq!((spawns[0].pid, spawns[0].parent_pid), (202, Some(201)));
+    }
+
+    #[test]
     fn a_parent_death_signal_is_named_as_such() {
         let mut host = Host::new();
         host.snapshot(600, 1, "[celeryd: w2@host:MainProcess]");

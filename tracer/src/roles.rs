@@ -366,6 +366,16 @@ mod tests {
             role(&rules, &subject(plain)),
             Some(("celery.main".into(), ids(&[("celery_node", "w2@h")])))
         );
+        for (title, node) in [
+            ("celery -A t worker -n w3@h", "w3@h"),
+            ("celery -A t worker --hostname=w3@h -c 2", "w3@h"),
+        ] {
+            assert_eq!(
+                role(&rules, &subject(title)),
+                Some(("celery.main".into(), ids(&[("celery_node", node)]))),
+                "{title}"
+            );
+        }
         let fork = Subject {
             title_inherited: true,
             forked: true,
