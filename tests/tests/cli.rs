@@ -259,6 +259,113 @@ const READERS: [&[&str]; 6] = [
     &["export", "--format", "jsonl"],
 ];
 
+/// The `# from ...` line above each rule, and the rule's id, in the order printed.
+fn printed_rules(text: &str) -> Vec<(String, String)> {
+    let mut rules = Vec::new();
+    let mut origin = None;
+    for line in text.lines() {
+        if let Some(from) = line.strip_prefix("# from ") {
+            origin = Some(from.to_owned());
+        } else if let Some(id) = line.strip_prefix("id = ") {
+            let origin = origin.take().expect("every rule says where it is from");
+            rules.push((origin, id.trim_matches('"').to_owned()));
+        }
+    }
+    rules
+}
+
+#[test]
+fn rules_lists_the_builtin_rules_after_the_users() {
+    let builtin = tracer(&["rules"]);
+    assert!(builtin.status.success(), "{}", stderr(&builtin));
+    let text = String::from_utf8(builtin.stdout).unwrap();
+    assert!(
+        text.starts_with("# Effective rules, in the order they are tried.\n"),
+        "{text}"
+    );
+    let rules = printed_rules(&text);
+    assert!(
+        rules.iter().all(|(origin, _)| origin == "built-in rules"),
+        "{rules:?}"
+    );
+    let ids: Vec<&str> = rules.iter().map(|(_, id)| id.as_str()).collect();
+    for id in [
+        "celery.main",
+        "celery.pool_worker",
+        "airflow3.celery_supervisor",
+        "airflow.local_worker",
+        "airflow.task_runner",
+        "python.mp_spawn_child",
+    ] {
+        assert!(ids.contains(&id), "{id} in {ids:?}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let user = write(
+        dir.path(),
+        "acme.toml",
+        r#"
+[[role]]
+id = "acme.scheduler"
+label = "ACME scheduler"
+title = '^acme-scheduler'
+
+[[role]]
+id = "acme.worker"
+label = "ACME daemonic worker"
+title = '^acme-worker (?P<queue>\w+)'
+daemonic = true
+"#,
+    );
+    let with_user = tracer(&["rules", "--rules", &user]);
+    assert!(with_user.status.success(), "{}", stderr(&with_user));
+    let text = String::from_utf8(with_user.stdout).unwrap();
+    let rules = printed_rules(&text);
+    assert_eq!(
+        rules[..3],
+        [
+            (user.clone(), "acme.scheduler".to_owned()),
+            (user.clone(), "acme.worker".to_owned()),
+            ("built-in rules".to_owned(), "celery.main".to_owned()),
+        ],
+        "{text}"
+    );
+    assert_eq!(rules.len(), ids.len() + 2, "{text}");
+    assert!(
+        text.contains(&format!(
+            "# from {user}\n[[role]]\nid = \"acme.worker\"\nlabel = \"ACME daemonic worker\"\n"
+        )),
+        "{text}"
+    );
+    let worker = &text[text.find("id = \"acme.worker\"").unwrap()..];
+    let worker = &worker[..worker.find("\n\n").unwrap()];
+    assert!(worker.contains("\ndaemonic = true"), "{worker}");
+
+    // What it prints is a rules file the tracer reads back.
+    let printed = write(dir.path(), "printed.toml", &text);
+    let again = tracer(&["rules", "--rules", &printed]);
+    assert!(again.status.success(), "{}", stderr(&again));
+}
+
+#[test]
+fn a_bad_rules_file_is_a_one_line_error_naming_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "bad.toml",
+        "[[role]]\nid = \"ok\"\nlabel = \"OK\"\ncomm = \"^ok$\"\n\n\
+         [[role]]\nid = \"acme.broken\"\nlabel = \"Broken\"\ntitle = \"(unclosed\"\n",
+    );
+    let output = tracer(&["rules", "--rules", &path]);
+    assert_one_line_error(
+        &output,
+        &format!("{path}: rule 2 (acme.broken): title is not a valid regex"),
+    );
+    assert!(output.stdout.is_empty());
+    let missing = tracer(&["rules", "--rules", &format!("{path}.missing")]);
+    assert_one_line_error(&missing, "cannot read rules file");
+}
+
 #[test]
 fn bad_trace_files_are_one_line_errors_naming_file_and_line() {
     let dir = tempfile::tempdir().unwrap();

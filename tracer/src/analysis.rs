@@ -11,7 +11,7 @@ use crate::event::{
     Death, Event, Exit, Finding, FindingKind, Killer, ProcessKey, ProcessSketch, Reparent,
     ReparentSource, SpawnHow,
 };
-use crate::model::{Model, Origin, Process, ProcessIndex, TitleSource};
+use crate::model::{Model, Origin, Process, ProcessIndex, SignalInfo, TitleSource};
 use crate::render::{duration, exit_description, signal_name};
 use crate::roles::{Classification, Evidence, Identity, Rules, Subject};
 
@@ -22,8 +22,14 @@ pub const SPAWN_SETTLE_NS: u64 = 1_000_000_000;
 /// Longest evidence chain kept: deep fork chains repeat the same step.
 const MAX_EVIDENCE: usize = 16;
 
-/// A SIGKILL this soon after a SIGTERM from the same sender is an escalation.
-const ESCALATION_NS: u64 = 2_000_000_000;
+/// Signals from one sender, each this soon after the one before, read as one escalation:
+/// Airflow 3's supervisor waits 5 s between SIGINT, SIGTERM and SIGKILL, billiard 0.1 s
+/// between SIGTERM and SIGKILL.
+const ESCALATION_STEP_NS: u64 = 6_000_000_000;
+
+/// A SIGKILL from the Celery main process this soon after its previous signal is billiard
+/// enforcing a hard time limit; a slower one is some other stop.
+const HARD_TIME_LIMIT_KILL_NS: u64 = 2_000_000_000;
 
 const SIGKILL: i32 = 9;
 /// `si_code` of signals the kernel generates itself.
@@ -44,9 +50,10 @@ pub struct Analyzer {
     orphans: FxHashSet<ProcessKey>,
     /// When kernel records were lost, oldest first.
     gaps: Vec<Gap>,
-    /// The identity a process had when its latest series of terminating signals began. A
-    /// killed process is reported with it: a Celery pool worker retitles itself between its
-    /// hard time limit's SIGTERM and SIGKILL, which would drop the task it died running.
+    /// The time of a process's latest terminating signal, and the identity it had when that
+    /// series of signals (an escalation) began. A killed process is reported with it: a
+    /// Celery pool worker retitles itself between its hard time limit's SIGTERM and SIGKILL,
+    /// which would drop the task it died running.
     signalled: FxHashMap<ProcessKey, (u64, Identity)>,
 }
 
@@ -152,24 +159,23 @@ fn killer(model: &Model, victim: &Process, sig: i32) -> Option<Killer> {
     });
     let victim_role = role_id(Some(victim));
     let sender_role = role_id(sender);
-    let escalation = victim
-        .signals
-        .iter()
-        .filter(|s| {
-            s.sender == signal.sender
-                && s.ts <= signal.ts
-                && s.sig != sig
-                && signal.ts - s.ts < ESCALATION_NS
-        })
-        .map(|s| {
-            format!(
-                "{}, then {} {} later",
-                signal_name(s.sig),
-                signal_name(sig),
-                duration(signal.ts - s.ts)
-            )
-        })
-        .next_back();
+    let steps = escalation(victim, signal);
+    let escalation = steps.split_first().map(|(first, rest)| {
+        let mut text = signal_name(first.sig);
+        let mut previous = first.ts;
+        for step in rest.iter().copied().chain([signal]) {
+            text.push_str(&format!(
+                ", then {} {} later",
+                signal_name(step.sig),
+                duration(step.ts.saturating_sub(previous))
+            ));
+            previous = step.ts;
+        }
+        text
+    });
+    let hard_time_limit = steps
+        .last()
+        .is_some_and(|s| signal.ts.saturating_sub(s.ts) < HARD_TIME_LIMIT_KILL_NS);
     let parent_died_first = sender.is_some_and(|s| {
         s.key.pid == victim.original_ppid && s.exit.as_ref().is_some_and(|e| e.ts <= signal.ts)
     });
@@ -184,7 +190,7 @@ fn killer(model: &Model, victim: &Process, sig: i32) -> Option<Killer> {
     } else {
         let pattern = match (sender_role, victim_role) {
             (Some("celery.main"), Some("celery.pool_worker"))
-                if sig == SIGKILL && escalation.is_some() =>
+                if sig == SIGKILL && hard_time_limit =>
             {
                 Some("the Celery main process enforcing a hard time limit")
             }
@@ -209,6 +215,31 @@ fn killer(model: &Model, victim: &Process, sig: i32) -> Option<Killer> {
         text
     };
     Some(Killer { process, sig, what })
+}
+
+/// The signals the sender of `kill` sent `victim` before it, oldest first, each within
+/// [`ESCALATION_STEP_NS`] of the next; a repeated signal counts once, at its latest. Bounded
+/// by the signals the model keeps per process.
+fn escalation<'a>(victim: &'a Process, kill: &SignalInfo) -> Vec<&'a SignalInfo> {
+    let mut steps: Vec<&SignalInfo> = Vec::new();
+    let (mut next_sig, mut next_ts) = (kill.sig, kill.ts);
+    let earlier = victim
+        .signals
+        .iter()
+        .rev()
+        .skip_while(|s| !std::ptr::eq(*s, kill))
+        .skip(1);
+    for step in earlier.filter(|s| s.sender == kill.sender) {
+        if next_ts.saturating_sub(step.ts) >= ESCALATION_STEP_NS {
+            break;
+        }
+        if step.sig != next_sig {
+            steps.push(step);
+            (next_sig, next_ts) = (step.sig, step.ts);
+        }
+    }
+    steps.reverse();
+    steps
 }
 
 fn death(model: &Model, process: &Process, exit: &Exit) -> Death {
@@ -250,13 +281,18 @@ impl Analyzer {
         let Some(index) = model.find(target) else {
             return;
         };
+        let ongoing = |(last, _): &(u64, Identity)| ts.saturating_sub(*last) < ESCALATION_STEP_NS;
+        if let Some(series) = self.signalled.get_mut(&target).filter(|s| ongoing(s)) {
+            series.0 = ts;
+            return;
+        }
         let identity = &model.get(index).class.identity;
-        let fresh = |(since, _): &(u64, Identity)| ts.saturating_sub(*since) < ESCALATION_NS;
-        if identity.is_empty() || self.signalled.get(&target).is_some_and(fresh) {
+        if identity.is_empty() {
+            self.signalled.remove(&target);
             return;
         }
         if self.signalled.len() >= MAX_SIGNALLED {
-            self.signalled.retain(|_, noted| fresh(noted));
+            self.signalled.retain(|_, series| ongoing(series));
         }
         self.signalled.insert(target, (ts, identity.clone()));
     }
@@ -536,8 +572,8 @@ impl Analyzer {
             let summary = format!("{} was {}", describe(&sketch(process)), death.description);
             let mut finding = finding_about(model, index, FindingKind::Killed, exit.ts, summary);
             // What it was doing when the signals began, where it has since said less.
-            if let Some((since, before)) = signalled
-                && exit.ts.saturating_sub(since) < ESCALATION_NS
+            if let Some((last, before)) = signalled
+                && exit.ts.saturating_sub(last) < ESCALATION_STEP_NS
             {
                 for (key, value) in before {
                     finding.identity.entry(key).or_insert(value);
@@ -984,7 +1020,7 @@ mod tests {
         host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2] tasks.hang[t-1]");
         host.signal(101, 100, 10, 0);
         host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
-        host.signal(101, 100, 9, 5_000);
+        host.signal(101, 100, 9, 10_000);
         host.exit(101, None, Some(9));
         let killed = host.findings(FindingKind::Killed);
         assert_eq!(killed[0].identity.get("celery_task"), None);
@@ -1118,6 +1154,374 @@ mod tests {
         let spawns = host.findings(FindingKind::DaemonicSpawn);
         assert_eq!(spawns.len(), 1, "only the worker's own spawn of 501");
         assert_eq!(spawns[0].pid, 501);
+    }
+
+    fn killer_of(finding: &Finding) -> &str {
+        &finding
+            .death
+            .as_ref()
+            .unwrap()
+            .killer
+            .as_ref()
+            .unwrap()
+            .what
+    }
+
+    const TI: &str = "0193a4f2-0000-7000-8000-00000000abcd";
+
+    /// Airflow 2 LocalExecutor: worker 410 (daemonic) → supervisor 411 → runner 412 → the
+    /// task's `sleep` 413.
+    fn airflow2_task() -> Host {
+        let mut host = Host::new();
+        host.snapshot(400, 1, "/venv/bin/python3 /venv/bin/airflow scheduler");
+        host.fork(410, 400);
+        host.rename(410, "airflow worker -- LocalExecutor");
+        host.fork(411, 410);
+        host.rename(
+            411,
+            "airflow task supervisor: ['airflow', 'tasks', 'run', 'etl', 'load', 'manual__1', '--local']",
+        );
+        host.fork(412, 411);
+        host.rename(412, "airflow task runner: etl load manual__1 7");
+        host.fork(413, 412);
+        host.exec(413, &["sleep", "120"]);
+        host
+    }
+
+    #[test]
+    fn the_airflow2_supervisor_stopping_its_runner_and_the_orphan_it_leaves() {
+        let mut host = airflow2_task();
+        host.signal(412, 411, 15, 10);
+        host.exit(412, None, Some(15));
+        let killed = host.findings(FindingKind::Killed);
+        assert_eq!(killed.len(), 1);
+        assert_eq!(killed[0].pid, 412);
+        assert_eq!(
+            killer_of(killed[0]),
+            "SIGTERM from 411, the Airflow task supervisor stopping its task runner"
+        );
+        assert_eq!(
+            killed[0].summary,
+            "412 `airflow task runner: etl load manual__1 7` (Airflow task runner) was killed by \
+             SIGTERM from 411, the Airflow task supervisor stopping its task runner"
+        );
+
+        let orphaned_at = host.ts;
+        let orphaned = host.findings(FindingKind::Orphaned);
+        assert_eq!(orphaned.len(), 1);
+        assert_eq!(orphaned[0].pid, 413);
+        assert_eq!(orphaned[0].identity["dag_id"], "etl");
+
+        host.tick(1_500);
+        host.exit(413, Some(0), None);
+        let gone = host.findings(FindingKind::OrphanExited);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].pid, 413);
+        assert_eq!(gone[0].orphaned_for_ns, Some(host.ts - orphaned_at));
+        assert_eq!(gone[0].orphaned_for_ns, Some(1_501 * MS));
+        assert_eq!(
+            gone[0].summary,
+            "orphan 413 `sleep 120` exited after 1.5s as an orphan: exit code 0"
+        );
+        assert_eq!(gone[0].identity["run_id"], "manual__1");
+    }
+
+    #[test]
+    fn an_escalation_lists_every_signal_from_the_same_sender() {
+        // Airflow 3 under Celery: pool worker 701, retitled as supervisor of a task instance
+        // (daemonic), forks task process 702, whose user code starts 703.
+        let mut host = Host::new();
+        host.snapshot(
+            700,
+            1,
+            "[celeryd: w3@host:MainProcess] -active- (-A airflow.providers.celery worker)",
+        );
+        host.fork(701, 700);
+        host.rename(701, "[celeryd: w3@host:ForkPoolWorker-1]");
+        host.rename(701, &format!("airflow supervisor: {TI}"));
+        host.fork(702, 701);
+        host.rename(702, &format!("airflow worker -- {TI}"));
+        host.fork(703, 702);
+        host.exec(703, &["sleep", "120"]);
+
+        // The supervisor's escalation, 5 s apart; a signal from someone else in between is
+        // not part of it.
+        host.signal(702, 701, 2, 10);
+        host.signal(702, 1, 1, 1_000);
+        host.signal(702, 701, 15, 4_000);
+        host.signal(702, 701, 9, 5_000);
+        host.exit(702, None, Some(9));
+        let killed = host.findings(FindingKind::Killed);
+        assert_eq!(killed.len(), 1);
+        assert_eq!(
+            killer_of(killed[0]),
+            "SIGKILL from 701, the Airflow task supervisor stopping its task process \
+             (SIGINT, then SIGTERM 5.0s later, then SIGKILL 5.0s later)"
+        );
+    }
+
+    #[test]
+    fn an_escalation_stops_at_a_pause_longer_than_a_step_and_counts_repeats_once() {
+        let mut host = celery_main();
+        host.fork(101, 100);
+        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
+        // A SIGINT a minute earlier is another story; SIGTERM twice is one step.
+        host.signal(101, 100, 2, 10);
+        host.signal(101, 100, 15, 60_000);
+        host.signal(101, 100, 15, 50);
+        host.signal(101, 100, 9, 100);
+        host.exit(101, None, Some(9));
+        let killed = host.findings(FindingKind::Killed);
+        assert_eq!(
+            killer_of(killed[0]),
+            "SIGKILL from 100, the Celery main process enforcing a hard time limit \
+             (SIGTERM, then SIGKILL 100ms later)"
+        );
+
+        // A SIGKILL 3 s after the SIGTERM is still an escalation, but no hard time limit.
+        let mut host = celery_main();
+        host.fork(101, 100);
+        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
+        host.signal(101, 100, 15, 10);
+        host.signal(101, 100, 9, 3_000);
+        host.exit(101, None, Some(9));
+        assert_eq!(
+            killer_of(host.findings(FindingKind::Killed)[0]),
+            "SIGKILL from 100, the Celery main process stopping its pool worker \
+             (SIGTERM, then SIGKILL 3.0s later)"
+        );
+    }
+
+    #[test]
+    fn airflow3_under_celery_the_task_process_and_its_children_are_daemonic() {
+        let mut host = Host::new();
+        host.snapshot(
+            700,
+            1,
+            "[celeryd: w3@host:MainProcess] -active- (-A airflow.providers.celery worker)",
+        );
+        host.fork(701, 700);
+        host.rename(701, "[celeryd: w3@host:ForkPoolWorker-1]");
+        host.rename(701, &format!("airflow supervisor: {TI}"));
+        let supervisor = host.class(701);
+        assert_eq!(
+            supervisor.role.as_ref().unwrap().id,
+            "airflow3.celery_supervisor"
+        );
+        assert_eq!(supervisor.daemonic.len(), 1, "a daemonic root");
+        assert_eq!(supervisor.identity["ti_id"], TI);
+
+        host.fork(702, 701);
+        host.rename(702, &format!("airflow worker -- {TI}"));
+        let task = host.class(702);
+        assert_eq!(task.role.as_ref().unwrap().id, "airflow3.task");
+        assert_eq!(task.identity["ti_id"], TI);
+        assert_eq!(
+            task.explain_daemonic().unwrap(),
+            format!(
+                "forked without exec from 701 `airflow supervisor: {TI}` (daemonic: Airflow 3 \
+                 task supervisor in a Celery pool worker (rule airflow3.celery_supervisor))"
+            )
+        );
+
+        host.fork(703, 702);
+        host.exec(703, &["sleep", "120"]);
+        let spawns = host.findings(FindingKind::DaemonicSpawn);
+        let user = spawns
+            .iter()
+            .find(|f| f.pid == 703)
+            .expect("the user child");
+        assert_eq!(user.parent_pid, Some(702));
+        assert_eq!(user.how, Some(SpawnHow::Exec));
+        assert_eq!(user.identity["ti_id"], TI);
+        assert_eq!(user.lineage[0].role.as_deref(), Some("airflow3.task"));
+        // Why the parent is daemonic: the task process, then the supervisor root.
+        let chain: Vec<u32> = user.evidence.iter().map(|e| e.pid).collect();
+        assert_eq!(chain, [702, 701]);
+    }
+
+    #[test]
+    fn airflow3_local_executor_is_not_daemonic_but_its_kills_and_orphans_are_named() {
+        let mut host = Host::new();
+        host.snapshot(800, 1, "/venv/bin/python3 /venv/bin/airflow scheduler");
+        host.fork(801, 800);
+        host.rename(801, "airflow worker -- LocalExecutor: <idle>");
+        host.rename(801, &format!("airflow worker -- LocalExecutor: {TI}"));
+        host.fork(802, 801);
+        host.rename(802, &format!("airflow worker -- {TI}"));
+        host.fork(803, 802);
+        host.exec(803, &["sleep", "120"]);
+        assert_eq!(
+            host.class(801).role.as_ref().unwrap().id,
+            "airflow3.local_worker"
+        );
+        assert_eq!(host.class(802).role.as_ref().unwrap().id, "airflow3.task");
+        assert_eq!(host.class(802).identity["ti_id"], TI);
+        for pid in [800, 801, 802, 803] {
+            assert!(!host.class(pid).is_daemonic(), "{pid}");
+        }
+
+        host.signal(802, 801, 2, 10);
+        host.signal(802, 801, 15, 5_000);
+        host.exit(802, None, Some(15));
+        host.pipeline.finish_analysis().unwrap();
+        assert!(host.findings(FindingKind::DaemonicSpawn).is_empty());
+        let killed = host.findings(FindingKind::Killed);
+        assert_eq!(killed.len(), 1);
+        assert_eq!(
+            killer_of(killed[0]),
+            "SIGTERM from 801, the Airflow task supervisor stopping its task process \
+             (SIGINT, then SIGTERM 5.0s later)"
+        );
+        let orphaned = host.findings(FindingKind::Orphaned);
+        assert_eq!(orphaned.len(), 1);
+        assert_eq!(orphaned[0].pid, 803);
+        assert_eq!(orphaned[0].identity["ti_id"], TI);
+        assert_eq!(
+            orphaned[0].dead_parent.as_ref().unwrap().role.as_deref(),
+            Some("airflow3.task")
+        );
+    }
+
+    #[test]
+    fn a_multiprocessing_spawn_child_of_a_daemonic_process_says_so() {
+        let mut host = celery_main();
+        host.fork(101, 100);
+        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
+        host.fork(110, 101);
+        host.exec(
+            110,
+            &[
+                "python3",
+                "-B",
+                "-c",
+                "from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=5, pipe_handle=7)",
+                "--multiprocessing-fork",
+            ],
+        );
+        let spawns = host.findings(FindingKind::DaemonicSpawn);
+        assert_eq!(spawns.len(), 1);
+        assert_eq!(spawns[0].how, Some(SpawnHow::MultiprocessingSpawn));
+        assert_eq!(spawns[0].program.as_deref(), Some("/usr/bin/python3"));
+        assert_eq!(
+            spawns[0].process.role.as_deref(),
+            Some("python.mp_spawn_child")
+        );
+        assert!(
+            spawns[0]
+                .summary
+                .ends_with("by a Python multiprocessing child (spawn start method)"),
+            "{}",
+            spawns[0].summary
+        );
+        assert!(!host.class(110).is_daemonic(), "a new interpreter");
+    }
+
+    #[test]
+    fn a_forkserver_child_descends_from_the_forkserver_not_its_caller() {
+        let mut host = celery_main();
+        host.fork(101, 100);
+        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
+        // The pool worker starts a forkserver, then asks it for a child.
+        host.fork(120, 101);
+        host.exec(
+            120,
+            &[
+                "python3",
+                "-c",
+                "from multiprocessing.forkserver import main; main(8, 9, ['__main__'], **{})",
+            ],
+        );
+        host.fork(121, 120);
+        let served = host.class(121);
+        assert_eq!(
+            served.role.as_ref().unwrap().id,
+            "python.mp_forkserver_child"
+        );
+        assert!(!served.is_daemonic(), "the forkserver is not daemonic");
+        host.tick(2_000);
+        host.signal(120, 101, 9, 10);
+        host.exit(120, None, Some(9));
+        let orphaned = host.findings(FindingKind::Orphaned);
+        assert_eq!(orphaned.len(), 1);
+        let lineage: Vec<(u32, Option<&str>)> = orphaned[0]
+            .lineage
+            .iter()
+            .map(|p| (p.pid, p.role.as_deref()))
+            .collect();
+        assert_eq!(
+            lineage,
+            [
+                (120, Some("python.mp_forkserver")),
+                (101, Some("celery.pool_worker")),
+                (100, Some("celery.main")),
+            ]
+        );
+        let spawned: Vec<u32> = host
+            .findings(FindingKind::DaemonicSpawn)
+            .iter()
+            .map(|f| f.pid)
+            .collect();
+        assert_eq!(spawned, [120], "only the daemonic worker's own spawn");
+    }
+
+    #[test]
+    fn celery_without_setproctitle_has_daemonic_pool_workers() {
+        // Seen starting: the main process execs celery; its pool workers are plain forks.
+        let mut host = Host::new();
+        host.snapshot(90, 1, "bash");
+        host.fork(100, 90);
+        host.exec(
+            100,
+            &[
+                "python3",
+                "/venv/bin/celery",
+                "-A",
+                "t",
+                "worker",
+                "-n",
+                "w4@h",
+            ],
+        );
+        assert_eq!(host.class(100).role.as_ref().unwrap().id, "celery.main");
+        host.fork(101, 100);
+        let worker = host.class(101);
+        assert_eq!(worker.role.as_ref().unwrap().id, "celery.pool_worker");
+        assert_eq!(worker.identity["celery_node"], "w4@h");
+        assert_eq!(
+            worker.explain_daemonic().unwrap(),
+            "daemonic: Celery prefork pool worker (rule celery.pool_worker)"
+        );
+        host.fork(102, 101);
+        host.pipeline.finish_analysis().unwrap();
+        let spawns = host.findings(FindingKind::DaemonicSpawn);
+        let spawn = spawns
+            .iter()
+            .find(|f| f.pid == 102)
+            .expect("the task's fork");
+        assert_eq!(
+            (spawn.parent_pid, spawn.how),
+            (Some(101), Some(SpawnHow::Fork))
+        );
+        assert_eq!(spawn.identity["celery_node"], "w4@h");
+
+        // Found running: the snapshot shows the same command line for main and worker.
+        let mut host = Host::new();
+        let title = "/venv/bin/python3 /venv/bin/celery -A t worker";
+        host.snapshot(200, 1, title);
+        host.snapshot(201, 200, title);
+        assert_eq!(host.class(200).role.as_ref().unwrap().id, "celery.main");
+        assert!(!host.class(200).is_daemonic());
+        assert_eq!(
+            host.class(201).role.as_ref().unwrap().id,
+            "celery.pool_worker"
+        );
+        assert!(host.class(201).is_daemonic());
+        host.fork(202, 201);
+        host.pipeline.finish_analysis().unwrap();
+        let spawns = host.findings(FindingKind::DaemonicSpawn);
+        assert_eq!(spawns.len(), 1);
+        assert_eq!((spawns[0].pid, spawns[0].parent_pid), (202, Some(201)));
     }
 
     #[test]

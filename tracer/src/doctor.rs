@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use aya::maps::MapType;
-
 use crate::kernel::preflight;
 use crate::kernel::{ProbeOptions, Probes, layout};
 
@@ -90,11 +88,9 @@ pub fn checks() -> Vec<Check> {
     if privileged.is_ok() {
         checks.push(check(
             "ring buffer",
-            match aya::sys::is_map_supported(MapType::RingBuf) {
-                Ok(true) => Ok("BPF ring buffer maps are available".into()),
-                Ok(false) => Err("this kernel has no BPF ring buffer maps (Linux 5.8+)".into()),
-                Err(e) => Err(format!("cannot probe for BPF ring buffers: {e}")),
-            },
+            preflight::require_ring_buffer()
+                .map(|()| "BPF ring buffer maps are available".into())
+                .map_err(|e| e.to_string()),
         ));
         checks.push(check(
             "probes",

@@ -27,8 +27,8 @@ const KTHREADD: u32 = 2;
 /// The parent of processes whose parent the model lost track of.
 pub const UNKNOWN_PARENT: u32 = 0;
 
-/// Terminating signals remembered per process: enough to tell a SIGTERM-then-SIGKILL
-/// escalation from a single kill.
+/// Terminating signals remembered per process: enough for the longest escalation seen on
+/// these hosts (Airflow 3's SIGINT, SIGTERM, SIGKILL) and one more.
 const SIGNAL_HISTORY: usize = 4;
 
 /// How many exited identities the model remembers, so that an event arriving after its
@@ -132,6 +132,11 @@ struct Links {
     /// Position in the current parent's children list, for constant-time removal: PID 1 of
     /// a busy host can have thousands of children.
     child_slot: usize,
+    /// The start time came from `/proc`, in clock ticks: until a kernel event gives the exact
+    /// nanoseconds, identities can only be compared at tick precision. Kept here, in the
+    /// struct's padding, rather than as a fact about the process: it is how the model knows
+    /// the start time, not part of it.
+    start_in_ticks: bool,
 }
 
 /// Two processes with the same facts are equal wherever the model stores them.
@@ -334,15 +339,35 @@ impl Model {
         .take(self.slots.len())
     }
 
-    fn same_start(&self, a: u64, b: u64) -> bool {
-        a / self.tick_ns == b / self.tick_ns
+    /// Whether `held` started at `start`. Two kernel times must be equal: pid reuse within
+    /// one clock tick (after a lost exit) is two processes. A `/proc` time on either side
+    /// says only which tick it started in.
+    fn same_start(&self, held: &Process, start: u64, start_in_ticks: bool) -> bool {
+        if held.links.start_in_ticks || start_in_ticks {
+            held.key.start_time / self.tick_ns == start / self.tick_ns
+        } else {
+            held.key.start_time == start
+        }
     }
 
-    /// The live process with this identity.
+    /// The live process with this identity, `key` being exact (from a kernel event, or the
+    /// model itself).
     pub fn find(&self, key: ProcessKey) -> Option<ProcessIndex> {
+        self.find_with(key, false)
+    }
+
+    fn find_with(&self, key: ProcessKey, start_in_ticks: bool) -> Option<ProcessIndex> {
         let index = *self.by_pid.get(&key.pid)?;
-        self.same_start(self.get(index).key.start_time, key.start_time)
+        self.same_start(self.get(index), key.start_time, start_in_ticks)
             .then_some(index)
+    }
+
+    /// Records the exact start time a kernel event gave for a process the model may have
+    /// known only to the tick.
+    fn refine_start(&mut self, index: ProcessIndex, start_time: u64) {
+        let process = self.get_mut(index);
+        process.key.start_time = start_time;
+        process.links.start_in_ticks = false;
     }
 
     /// Makes room for a process starting at `key`: if an older process still holds its pid,
@@ -383,7 +408,7 @@ impl Model {
 
     fn insert(&mut self, process: Process) -> ProcessIndex {
         let (pid, ppid) = (process.key.pid, process.ppid);
-        self.detach_predecessors_children(process.key);
+        self.detach_predecessors_children(process.key, process.links.start_in_ticks);
         let parent = process.links.lineage_parent;
         let index = match self.free.pop() {
             Some(index) => {
@@ -421,15 +446,18 @@ impl Model {
     /// that pid whose exit the model did not see: they wait, parent unknown, for their next
     /// event. Children that started later (listed before their parent, as a snapshot may
     /// list them) stay.
-    fn detach_predecessors_children(&mut self, key: ProcessKey) {
+    fn detach_predecessors_children(&mut self, key: ProcessKey, start_in_ticks: bool) {
         let Some(listed) = self.children.get(&key.pid) else {
             return;
         };
-        let born = key.start_time / self.tick_ns;
         let stale: Vec<ProcessIndex> = listed
             .iter()
             .copied()
-            .filter(|&c| self.get(c).key.start_time / self.tick_ns < born)
+            .filter(|&c| {
+                let child = self.get(c);
+                child.key.start_time < key.start_time
+                    && !self.same_start(child, key.start_time, start_in_ticks)
+            })
             .collect();
         for child in stale {
             self.set_parent(child, UNKNOWN_PARENT);
@@ -530,8 +558,7 @@ impl Model {
     /// A process seen for the first time in an event other than its creation.
     fn infer(&mut self, key: ProcessKey, ppid: u32, comm: &str) -> Option<ProcessIndex> {
         if let Some(index) = self.find(key) {
-            // Kernel events carry nanoseconds; a snapshot had clock ticks.
-            self.get_mut(index).key.start_time = key.start_time;
+            self.refine_start(index, key.start_time);
             return Some(index);
         }
         if !self.claim_pid(key) {
@@ -608,7 +635,7 @@ impl Model {
             pid: e.pid,
             start_time: e.start_time,
         };
-        if let Some(index) = self.find(key) {
+        if let Some(index) = self.find_with(key, true) {
             self.resync_parent(index, e.ppid);
             let process = self.get_mut(index);
             process.comm.clone_from(&e.comm);
@@ -639,7 +666,10 @@ impl Model {
             orphaned: None,
             signals: Vec::new(),
             class: Classification::default(),
-            links: Links::default(),
+            links: Links {
+                start_in_ticks: true,
+                ..Links::default()
+            },
         });
     }
 
@@ -657,8 +687,8 @@ impl Model {
             // the process after a later reparent; the fork says who created it, and the events
             // that follow move it on again as the kernel did.
             self.set_parent(index, e.ppid);
+            self.refine_start(index, e.start_time);
             let process = self.get_mut(index);
-            process.key.start_time = e.start_time;
             process.original_ppid = e.ppid;
             process.cgroup_id = Some(e.cgroup_id);
             if let Some(parent) = self.find(parent_key) {
@@ -1097,6 +1127,65 @@ mod tests {
     }
 
     #[test]
+    fn pid_reuse_within_one_tick_is_two_processes_when_both_times_are_exact() {
+        let mut model = host();
+        let shell = key(100, 5 * TICK);
+        let first = key(300, 20 * TICK + 1_000);
+        // The same tick, 2 ms later: the first 300's exit was lost and its pid came back.
+        let second = key(300, 20 * TICK + 2_001_000);
+        apply_all(
+            &mut model,
+            &[
+                fork(20, first.pid, first.start_time, shell),
+                fork(21, second.pid, second.start_time, shell),
+            ],
+        );
+        assert_eq!(model.live(300).unwrap().key, second);
+        assert_eq!(model.stats.vanished, 1);
+        assert_eq!(model.stats.stale, 0);
+        // The old identity is gone for good: an event about it is stale, not the new 300's.
+        apply_all(
+            &mut model,
+            &[exec(22, first.pid, first.start_time, 100, "ghost")],
+        );
+        assert_eq!(model.live(300).unwrap().comm, "worker");
+        assert_eq!(model.live(300).unwrap().execs, 0);
+        assert_eq!(model.stats.stale, 1);
+        model.check_invariants();
+    }
+
+    #[test]
+    fn a_snapshot_time_matches_kernel_times_within_its_tick_until_refined() {
+        let mut model = host();
+        apply_all(&mut model, &[snapshot(300, 100, 20 * TICK, "python3")]);
+        // A kernel event's nanoseconds fall within the tick /proc gave: the same process.
+        let exact = 20 * TICK + 4_321;
+        let index = model.find(key(300, exact)).expect("within the tick");
+        apply_all(&mut model, &[exec(21, 300, exact, 100, "celery")]);
+        assert_eq!(model.live_index(300), Some(index));
+        assert_eq!(model.live(300).unwrap().key.start_time, exact);
+        assert_eq!((model.stats.inferred, model.stats.vanished), (0, 0));
+
+        // Exact now: another time in that tick is another process...
+        assert_eq!(model.find(key(300, exact + 1)), None);
+        // ... but a /proc time still matches it, at tick precision: a later scan is no news.
+        apply_all(&mut model, &[snapshot(300, 100, 20 * TICK, "python3")]);
+        assert_eq!(model.live_index(300), Some(index));
+        assert_eq!(model.live(300).unwrap().key.start_time, exact);
+        assert_eq!((model.stats.vanished, model.stats.stale), (0, 0));
+
+        // A fork that raced the scan finds the /proc-timed process within its tick.
+        apply_all(&mut model, &[snapshot(400, 100, 30 * TICK, "python3")]);
+        apply_all(
+            &mut model,
+            &[fork(31, 400, 30 * TICK + 7, key(100, 5 * TICK))],
+        );
+        assert_eq!(model.stats.vanished, 0, "the fork matched the snapshot");
+        assert_eq!(model.live(400).unwrap().key.start_time, 30 * TICK + 7);
+        model.check_invariants();
+    }
+
+    #[test]
     fn orphans_are_reparented_and_keep_their_lineage_until_collected() {
         let mut model = host();
         let shell = key(100, 5 * TICK);
@@ -1170,27 +1259,73 @@ mod tests {
     }
 
     #[test]
-    fn sorted_batches_apply_cleanly_whatever_order_they_arrived_in() {
+    fn a_batch_ingested_out_of_order_gives_the_tree_of_the_ordered_history() {
+        use crate::analysis::Analyzer;
+        use crate::ingest::Pipeline;
+        use crate::roles::Rules;
+        use crate::sink::NullSink;
+
         let shell = key(100, 5 * TICK);
         let child = key(600, 60 * TICK);
+        let grandchild = key(601, 61 * TICK);
         let in_order = [
             fork(60, child.pid, child.start_time, shell),
             exec(61, child.pid, child.start_time, 100, "python3"),
-            exit(62, child, 100, 1),
+            fork(62, grandchild.pid, grandchild.start_time, child),
+            exit(63, child, 100, 1),
         ];
-        let mut arrived = vec![
-            in_order[2].clone(),
-            in_order[0].clone(),
-            in_order[1].clone(),
-        ];
-        crate::ingest::order(&mut arrived);
-        assert_eq!(arrived, in_order);
+        let mut reference = host();
+        let derived = apply_all(&mut reference, &in_order);
+        assert_eq!(derived.len(), 1, "the grandchild is orphaned");
 
-        let (mut a, mut b) = (host(), host());
-        apply_all(&mut a, &in_order);
-        apply_all(&mut b, &arrived);
-        assert_eq!(a.view(), b.view());
-        assert_eq!(a.stats.inferred, 0);
+        // As the ring may hand them over: the exit first, the fork that started it all last.
+        let mut batch = vec![
+            in_order[3].clone(),
+            in_order[2].clone(),
+            in_order[1].clone(),
+            in_order[0].clone(),
+        ];
+        let mut pipeline = Pipeline::new(host(), Analyzer::new(Rules::builtin()), NullSink);
+        pipeline.apply_batch(&mut batch).unwrap();
+        assert!(batch.is_empty());
+        let model = &pipeline.model;
+        assert_eq!(model.view(), reference.view());
+        assert_eq!(
+            (
+                model.stats.inferred,
+                model.stats.stale,
+                model.stats.vanished
+            ),
+            (0, 0, 0)
+        );
+        assert_eq!(model.stats.reparents, 1);
+        assert_eq!(pipeline.events, 5, "four events and the derived reparent");
+        let orphan = model.live(grandchild.pid).unwrap();
+        assert_eq!((orphan.ppid, orphan.original_ppid), (1, 600));
+        assert_eq!(orphan.orphaned.as_ref().unwrap().parent, child);
+        let index = model.live_index(grandchild.pid).unwrap();
+        let lineage: Vec<(ProcessKey, String)> = model
+            .lineage(index)
+            .map(|(_, p)| (p.key, p.comm.clone()))
+            .collect();
+        assert_eq!(
+            lineage,
+            [(child, "python3".to_owned()), (shell, "bash".to_owned())]
+        );
+
+        // The same batch applied as it arrived is a different, wrong history: the ordering
+        // is what the test above relies on.
+        let mut unordered = host();
+        apply_all(
+            &mut unordered,
+            &[
+                in_order[3].clone(),
+                in_order[2].clone(),
+                in_order[1].clone(),
+                in_order[0].clone(),
+            ],
+        );
+        assert_ne!(unordered.view(), reference.view());
     }
 
     #[test]

@@ -468,6 +468,90 @@ pub fn text(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::Analyzer;
+    use crate::fixtures::{self, key};
+    use crate::ingest::Pipeline;
+
+    const MS: u64 = 1_000_000;
+
+    /// The report text of `events`, its clock starting at the epoch.
+    fn report_of(events: &[Event]) -> String {
+        let mut pipeline = Pipeline::new(
+            Model::new(10 * MS),
+            Analyzer::new(Rules::builtin()),
+            FindingSink::default(),
+        );
+        for event in events {
+            pipeline.apply(event).unwrap();
+        }
+        pipeline.finish_analysis().unwrap();
+        let (groups, totals) = group(&pipeline.sink.findings);
+        text(&Report {
+            clock_base: (0, 0),
+            trace: "t.jsonl".into(),
+            host: "h".into(),
+            kernel: "k".into(),
+            started: utc(0),
+            duration_ns: 0,
+            lost: 0,
+            read_notes: Vec::new(),
+            totals,
+            groups,
+        })
+    }
+
+    #[test]
+    fn an_orphan_that_exited_says_after_how_long_and_how() {
+        // Airflow 2: the supervisor stops its runner; the task's sleep lives on 1.5 s.
+        let worker = key(410, 10 * MS);
+        let (supervisor, runner, sleep) = (
+            key(411, 1_000 * MS),
+            key(412, 1_001 * MS),
+            key(413, 1_002 * MS),
+        );
+        let report = report_of(&[
+            fixtures::snapshot(1, worker, 1, "airflow worker -- LocalExecutor"),
+            fixtures::fork(1_000 * MS, supervisor, worker, "airflow"),
+            fixtures::rename(
+                1_000 * MS,
+                supervisor,
+                "airflow task supervisor: ['airflow', 'tasks', 'run', 'etl', 'load', 'm1', '--local']",
+            ),
+            fixtures::fork(1_001 * MS, runner, supervisor, "airflow"),
+            fixtures::rename(1_001 * MS, runner, "airflow task runner: etl load m1 7"),
+            fixtures::fork(1_002 * MS, sleep, runner, "airflow"),
+            fixtures::exec(1_003 * MS, sleep, 412, "/bin/sleep", &["sleep", "120"]),
+            fixtures::signal(4_000 * MS, runner, supervisor, 15),
+            fixtures::exit(4_001 * MS, runner, 411, (None, Some(15)), 1),
+            fixtures::exit(5_501 * MS, sleep, 1, (Some(0), None), 1),
+        ]);
+        let lines: Vec<&str> = report.lines().collect();
+        let runner_at = lines
+            .iter()
+            .position(|l| *l == "  Airflow task runner 412 `airflow task runner: etl load m1 7`")
+            .unwrap_or_else(|| panic!("{report}"));
+        assert_eq!(
+            lines[runner_at + 1],
+            "    was killed by SIGTERM from 411, the Airflow task supervisor stopping its task \
+             runner at 1970-01-01 00:00:04Z",
+            "{report}"
+        );
+        let left = runner_at
+            + lines[runner_at..]
+                .iter()
+                .position(|l| *l == "    left 1 orphan when it died:")
+                .unwrap_or_else(|| panic!("{report}"));
+        assert_eq!(
+            lines[left + 1],
+            "      413 `sleep 120`: exited after 1.5s as an orphan, exit code 0",
+            "{report}"
+        );
+        assert_eq!(
+            lines[1], "3 daemonic spawns, 1 orphan (0 alive at the end, 1 exited), 1 kill",
+            "{report}"
+        );
+        assert!(lines.contains(&"Airflow task etl.load, run m1"), "{report}");
+    }
 
     #[test]
     fn dates() {

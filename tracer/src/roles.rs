@@ -380,6 +380,16 @@ mod tests {
             role(&rules, &subject(plain)),
             Some(("celery.main".into(), ids(&[("celery_node", "w2@h")])))
         );
+        for (title, node) in [
+            ("celery -A t worker -n w3@h", "w3@h"),
+            ("celery -A t worker --hostname=w3@h -c 2", "w3@h"),
+        ] {
+            assert_eq!(
+                role(&rules, &subject(title)),
+                Some(("celery.main".into(), ids(&[("celery_node", node)]))),
+                "{title}"
+            );
+        }
         let fork = Subject {
             title_inherited: true,
             forked: true,
@@ -512,6 +522,57 @@ mod tests {
             .classify(&subject("airflow worker -- LocalExecutor: <idle>"))
             .unwrap();
         assert!(!a3.daemonic_root, "Airflow 3 LocalExecutor workers are not");
+    }
+
+    #[test]
+    fn dag_file_processor_airflow3_task_and_resource_tracker_titles() {
+        let rules = Rules::builtin();
+        let cases = [
+            (
+                "airflow scheduler - DagFileProcessor /opt/airflow/dags/etl.py",
+                "airflow.dag_file_processor",
+                ids(&[("dag_file", "/opt/airflow/dags/etl.py")]),
+            ),
+            (
+                "airflow worker -- 0193a4f2-0000-7000-8000-00000000abcd",
+                "airflow3.task",
+                ids(&[("ti_id", "0193a4f2-0000-7000-8000-00000000abcd")]),
+            ),
+            (
+                "/usr/bin/python3 -c from multiprocessing.resource_tracker import main;main(6)",
+                "python.mp_resource_tracker",
+                ids(&[]),
+            ),
+            ("airflow serve-logs", "airflow.serve_logs", ids(&[])),
+        ];
+        for (title, expected, identity) in cases {
+            let (role, captured) = rules
+                .classify(&subject(title))
+                .unwrap_or_else(|| panic!("{title}"));
+            assert_eq!(
+                (role.id.as_str(), captured),
+                (expected, identity),
+                "{title}"
+            );
+            assert!(!role.daemonic_root, "{title}");
+        }
+        // Not an Airflow 3 task process: its LocalExecutor supervisor, and the scheduler.
+        for (title, expected) in [
+            (
+                "airflow worker -- LocalExecutor: 0193a4f2-0000-7000-8000-00000000abcd",
+                "airflow3.local_worker",
+            ),
+            (
+                "airflow scheduler -- DagFileProcessorManager",
+                "airflow.dag_processor_manager",
+            ),
+        ] {
+            assert_eq!(
+                role(&rules, &subject(title)).unwrap().0,
+                expected,
+                "{title}"
+            );
+        }
     }
 
     #[test]

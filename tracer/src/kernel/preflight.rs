@@ -89,6 +89,25 @@ pub fn require_privileges() -> Result<()> {
     }
 }
 
+/// Whether the kernel creates BPF ring buffer maps, asked of the kernel itself: a version
+/// number does not say, as distributions backport and configure features. Needs the
+/// privileges to create a map.
+pub fn require_ring_buffer() -> Result<()> {
+    ring_buffer_verdict(aya::sys::is_map_supported(aya::maps::MapType::RingBuf))
+}
+
+fn ring_buffer_verdict(probed: Result<bool, impl std::fmt::Display>) -> Result<()> {
+    match probed {
+        Ok(true) => Ok(()),
+        Ok(false) => bail!(
+            "this kernel has no BPF ring buffer maps: the tracer needs them (Linux {}.{} or newer)",
+            MIN_KERNEL.0,
+            MIN_KERNEL.1
+        ),
+        Err(e) => bail!("cannot probe the kernel for BPF ring buffer maps: {e}"),
+    }
+}
+
 pub fn kernel_btf() -> Result<Btf> {
     kernel_btf_at(&btf_path())
 }
@@ -144,6 +163,26 @@ mod tests {
             effective_capabilities(&bpf_perfmon).unwrap()
         ));
         assert_eq!(effective_capabilities("no caps here"), None);
+    }
+
+    #[test]
+    fn a_kernel_without_ring_buffers_is_one_clear_line() {
+        assert!(ring_buffer_verdict(Ok::<_, String>(true)).is_ok());
+        let error = ring_buffer_verdict(Ok::<_, String>(false))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "this kernel has no BPF ring buffer maps: the tracer needs them (Linux 5.8 or newer)"
+        );
+        let error = ring_buffer_verdict(Err("bpf_map_create failed: Operation not permitted"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "cannot probe the kernel for BPF ring buffer maps: \
+             bpf_map_create failed: Operation not permitted"
+        );
     }
 
     #[test]

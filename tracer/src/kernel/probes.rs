@@ -85,6 +85,7 @@ impl Probes {
             nix::sys::resource::RLIM_INFINITY,
             nix::sys::resource::RLIM_INFINITY,
         );
+        preflight::require_ring_buffer()?;
         let ring_bytes = options.ring_bytes;
         if !ring_bytes.is_power_of_two() || ring_bytes < 4096 {
             bail!("ring buffer size {ring_bytes} must be a power of two of at least 4096 bytes");
