@@ -836,10 +836,16 @@ mod tests {
 
     /// Celery main 100 forks pool worker 101, which forks two children from a task; the
     /// main process enforces a hard time limit on 101.
-    fn celery_hard_time_limit() -> Host {
+    /// Pool worker 101 of the Celery main process 100.
+    fn celery_pool_worker() -> Host {
         let mut host = celery_main();
         host.fork(101, 100);
         host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
+        host
+    }
+
+    fn celery_hard_time_limit() -> Host {
+        let mut host = celery_pool_worker();
         host.fork(102, 101);
         host.fork(103, 101);
         host.signal(101, 100, 15, 2_000);
@@ -1226,10 +1232,9 @@ mod tests {
         assert_eq!(gone[0].identity["run_id"], "manual__1");
     }
 
-    #[test]
-    fn an_escalation_lists_every_signal_from_the_same_sender() {
-        // Airflow 3 under Celery: pool worker 701, retitled as supervisor of a task instance
-        // (daemonic), forks task process 702, whose user code starts 703.
+    /// Airflow 3 under Celery: pool worker 701 of main process 700, retitled as the
+    /// supervisor of task instance `TI` (a daemonic root).
+    fn airflow3_celery_supervisor() -> Host {
         let mut host = Host::new();
         host.snapshot(
             700,
@@ -1239,6 +1244,14 @@ mod tests {
         host.fork(701, 700);
         host.rename(701, "[celeryd: w3@host:ForkPoolWorker-1]");
         host.rename(701, &format!("airflow supervisor: {TI}"));
+        host
+    }
+
+    #[test]
+    fn an_escalation_lists_every_signal_from_the_same_sender() {
+        // Task process 702 of the Airflow 3 supervisor 701 under Celery; its user code
+        // starts 703.
+        let mut host = airflow3_celery_supervisor();
         host.fork(702, 701);
         host.rename(702, &format!("airflow worker -- {TI}"));
         host.fork(703, 702);
@@ -1262,9 +1275,7 @@ mod tests {
 
     #[test]
     fn an_escalation_stops_at_a_pause_longer_than_a_step_and_counts_repeats_once() {
-        let mut host = celery_main();
-        host.fork(101, 100);
-        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
+        let mut host = celery_pool_worker();
         // A SIGINT a minute earlier is another story; SIGTERM twice is one step.
         host.signal(101, 100, 2, 10);
         host.signal(101, 100, 15, 60_000);
@@ -1279,9 +1290,7 @@ mod tests {
         );
 
         // A SIGKILL 3 s after the SIGTERM is still an escalation, but no hard time limit.
-        let mut host = celery_main();
-        host.fork(101, 100);
-        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
+        let mut host = celery_pool_worker();
         host.signal(101, 100, 15, 10);
         host.signal(101, 100, 9, 3_000);
         host.exit(101, None, Some(9));
@@ -1294,15 +1303,7 @@ mod tests {
 
     #[test]
     fn airflow3_under_celery_the_task_process_and_its_children_are_daemonic() {
-        let mut host = Host::new();
-        host.snapshot(
-            700,
-            1,
-            "[celeryd: w3@host:MainProcess] -active- (-A airflow.providers.celery worker)",
-        );
-        host.fork(701, 700);
-        host.rename(701, "[celeryd: w3@host:ForkPoolWorker-1]");
-        host.rename(701, &format!("airflow supervisor: {TI}"));
+        let mut host = airflow3_celery_supervisor();
         let supervisor = host.class(701);
         assert_eq!(
             supervisor.role.as_ref().unwrap().id,
@@ -1385,9 +1386,7 @@ mod tests {
 
     #[test]
     fn a_multiprocessing_spawn_child_of_a_daemonic_process_says_so() {
-        let mut host = celery_main();
-        host.fork(101, 100);
-        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
+        let mut host = celery_pool_worker();
         host.fork(110, 101);
         host.exec(
             110,
@@ -1419,9 +1418,7 @@ mod tests {
 
     #[test]
     fn a_forkserver_child_descends_from_the_forkserver_not_its_caller() {
-        let mut host = celery_main();
-        host.fork(101, 100);
-        host.rename(101, "[celeryd: w1@host:ForkPoolWorker-2]");
+        let mut host = celery_pool_worker();
         // The pool worker starts a forkserver, then asks it for a child.
         host.fork(120, 101);
         host.exec(
