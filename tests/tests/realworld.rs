@@ -224,6 +224,18 @@ fn session_pids(trace: &Trace, sid: u32) -> HashSet<u32> {
         .collect()
 }
 
+/// The lines `tracer report` wrote about one process: its heading (which starts with
+/// `heading`) and the indented lines under it.
+fn report_block<'a>(report: &'a str, heading: &str) -> Vec<&'a str> {
+    let mut lines = report.lines().skip_while(|l| !l.starts_with(heading));
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("no {heading:?} in\n{report}"));
+    std::iter::once(first)
+        .chain(lines.take_while(|l| l.starts_with("    ")))
+        .collect()
+}
+
 fn findings(trace: &Trace, kind: FindingKind) -> impl Iterator<Item = &tracer::event::Finding> {
     trace.findings().filter(move |f| f.kind == kind)
 }
@@ -577,14 +589,7 @@ fn a_celery_task_hits_its_hard_time_limit_and_another_leaves_a_child() {
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(output.status.success(), "{text}");
     println!("{text}");
-    let block = |pid: u32| -> Vec<&str> {
-        let heading = format!("  Celery prefork pool worker {pid} `");
-        let mut lines = text.lines().skip_while(|l| !l.starts_with(&heading));
-        let first = lines.next().unwrap_or_else(|| panic!("no block for {pid}"));
-        std::iter::once(first)
-            .chain(lines.take_while(|l| l.starts_with("    ")))
-            .collect()
-    };
+    let block = |pid: u32| report_block(&text, &format!("  Celery prefork pool worker {pid} `"));
     let hang_task = format!("tasks.spawn_and_hang[{hang_id}]");
     let killed_block = block(worker);
     assert_eq!(killed_block.len(), 8, "{killed_block:#?}");
@@ -866,6 +871,54 @@ fn an_airflow_task_supervisor_is_killed_and_its_runner_orphaned() {
             assert_eq!(spawn.identity[key], value, "{key}");
         }
     }
+    // The postmortem groups it under the task and run.
+    let output = Command::new(TRACER)
+        .args(["report", text(trace.path())])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{text}");
+    println!("{text}");
+    let run_id = &orphaned.identity["run_id"];
+    let group: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != format!("Airflow task lineage_spawner.spawn, run {run_id}"))
+        .collect();
+    assert!(!group.is_empty(), "no group for the task in\n{text}");
+    let group = group.join("\n");
+    let supervisor_block =
+        report_block(&group, &format!("  Airflow task supervisor {supervisor} `"));
+    let runner_line =
+        format!("      {runner} `airflow task runner: lineage_spawner spawn {run_id} ");
+    assert!(
+        supervisor_block[1].starts_with(&format!(
+            "    was killed by SIGKILL from {} `",
+            std::process::id()
+        )),
+        "{supervisor_block:#?}"
+    );
+    assert_eq!(supervisor_block[2], "    started 1 child while daemonic:");
+    assert!(supervisor_block[3].starts_with(&runner_line));
+    assert_eq!(supervisor_block[4], "    left 1 orphan when it died:");
+    assert!(
+        supervisor_block[5].starts_with(&runner_line)
+            && supervisor_block[5].ends_with(&format!(
+                ": still alive under {} at the end",
+                reparent.new_ppid
+            )),
+        "{supervisor_block:#?}"
+    );
+    let runner_block = report_block(&group, &format!("  Airflow task runner {runner} `"));
+    assert_eq!(runner_block[1], "    started 2 children while daemonic:");
+    for child in &children {
+        assert!(
+            runner_block[2..]
+                .iter()
+                .any(|l| l.starts_with(&format!("      {child} `"))),
+            "{runner_block:#?}"
+        );
+    }
+
     // The worker forked the supervisor, the supervisor the runner, the runner two children.
     let task_processes = children
         .iter()
