@@ -224,6 +224,18 @@ fn session_pids(trace: &Trace, sid: u32) -> HashSet<u32> {
         .collect()
 }
 
+/// `tracer report` on the trace, printed for the record of the run.
+fn report_of(trace: &Trace) -> String {
+    let output = Command::new(TRACER)
+        .args(["report", text(trace.path())])
+        .output()
+        .unwrap();
+    let report = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{report}");
+    println!("{report}");
+    report
+}
+
 /// The lines `tracer report` wrote about one process: its heading (which starts with
 /// `heading`) and the indented lines under it.
 fn report_block<'a>(report: &'a str, heading: &str) -> Vec<&'a str> {
@@ -582,13 +594,7 @@ fn a_celery_task_hits_its_hard_time_limit_and_another_leaves_a_child() {
     let popen_worker = spawn.parent_pid.unwrap();
 
     // The postmortem tells it in a few lines: which task left which children, who killed it.
-    let output = Command::new(TRACER)
-        .args(["report", text(trace.path())])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(output.stdout).unwrap();
-    assert!(output.status.success(), "{text}");
-    println!("{text}");
+    let text = report_of(&trace);
     let block = |pid: u32| report_block(&text, &format!("  Celery prefork pool worker {pid} `"));
     let hang_task = format!("tasks.spawn_and_hang[{hang_id}]");
     let killed_block = block(worker);
@@ -872,13 +878,7 @@ fn an_airflow_task_supervisor_is_killed_and_its_runner_orphaned() {
         }
     }
     // The postmortem groups it under the task and run.
-    let output = Command::new(TRACER)
-        .args(["report", text(trace.path())])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(output.stdout).unwrap();
-    assert!(output.status.success(), "{text}");
-    println!("{text}");
+    let text = report_of(&trace);
     let run_id = &orphaned.identity["run_id"];
     let group: Vec<&str> = text
         .lines()
