@@ -14,6 +14,8 @@
 // The BPF target has no compare-and-swap, so `AtomicU64::fetch_add` does not exist there; the
 // intrinsic lowers to the BPF atomic add instruction.
 #![feature(core_intrinsics)]
+// Inline assembly on the BPF target: see `verifier_bound`.
+#![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 
 use core::{
@@ -23,13 +25,15 @@ use core::{
 };
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{
+        BPF_F_MMAPABLE, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+    },
     helpers::generated::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_boot_ns,
         bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
     },
     macros::{btf_tracepoint, map},
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::BtfTracePointContext,
 };
 use tracer_common::{
@@ -57,26 +61,56 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 /// Slot 0 is 1 while the reader sleeps until a record wakes it; the first record that sees
 /// it wakes the reader and clears it. While it is 0 the reader polls the ring on a timer,
 /// and records wake nobody: a wakeup costs the traced process far more than a record.
+/// Memory-mapped by the reader, which sets it without a `bpf()` call: before Linux 5.19 a
+/// tracer that has dropped its capabilities may not make one.
 #[map]
-static READER_ASLEEP: Array<u32> = Array::with_max_entries(1, 0);
+static READER_ASLEEP: Array<u32> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
-/// Records that did not fit in the ring buffer, per CPU, indexed by `RecordKind`.
+/// Records that did not fit in the ring buffer, indexed by `RecordKind`. Memory-mapped by the
+/// reader, like `READER_ASLEEP`; one slot per kind for all CPUs, as a record is lost only when
+/// the ring is full, so the atomic adds seldom meet.
 #[map]
-static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(RECORD_KINDS, 0);
+static LOST: Array<u64> = Array::with_max_entries(RECORD_KINDS, BPF_F_MMAPABLE);
+
+/// Size of a scratch value: a power of two, so that `verifier_bound` can bound a length by it
+/// with one mask.
+const SCRATCH_BYTES: usize = 2048;
 
 /// Exec and rename records are built here and copied out at their real length, so that a short
-/// command line does not take the ring space of the longest one.
+/// command line does not take the ring space of the longest one. The slack is never written:
+/// it lets a masked length be read in full.
 #[repr(C)]
 struct ExecScratch {
     record: ExecRecord,
     tail: [u8; EXEC_TAIL_CAP],
+    _slack: [u8; SCRATCH_BYTES - size_of::<ExecRecord>() - EXEC_TAIL_CAP],
 }
 
 #[repr(C)]
 struct RenameScratch {
     record: RenameRecord,
     tail: [u8; ARGV_CAP],
+    _slack: [u8; SCRATCH_BYTES - size_of::<RenameRecord>() - ARGV_CAP],
 }
+
+const _: () = assert!(size_of::<ExecScratch>() == SCRATCH_BYTES);
+const _: () = assert!(size_of::<RenameScratch>() == SCRATCH_BYTES);
+
+/// A process whose exit the legacy exit probe has reported, by identity.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ProcessIdentity {
+    pid: u32,
+    _pad: u32,
+    start_time: u64,
+}
+
+/// Exits the legacy exit probe has reported. Its last threads can exit at the same instant
+/// and each see the live count at zero; the first to insert here reports the exit. An entry
+/// is needed only for those microseconds, so a small LRU map does: an identity is never
+/// reused, so an evicted entry can never hide another process's exit.
+#[map]
+static EXITS_REPORTED: LruHashMap<ProcessIdentity, u8> = LruHashMap::with_max_entries(1024, 0);
 
 #[map]
 static EXEC_SCRATCH: PerCpuArray<ExecScratch> = PerCpuArray::with_max_entries(1, 0);
@@ -226,8 +260,8 @@ fn copy_args(dst: *mut u8, mm: KernelPtr) -> (u32, u32) {
 #[inline(always)]
 fn count_lost(kind: RecordKind) {
     if let Some(counter) = LOST.get_ptr_mut(kind as u32) {
-        // SAFETY: `counter` is this CPU's u64 slot of LOST, valid while the program runs; the
-        // atomic add keeps a nested probe on the same CPU from losing an increment.
+        // SAFETY: `counter` is the u64 slot of LOST for this kind, valid while the program
+        // runs; the atomic add keeps other CPUs and nested probes from losing an increment.
         unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, 1) };
     }
 }
@@ -268,10 +302,30 @@ fn wakeup_flags() -> u64 {
     }
 }
 
+/// Bounds a scratch length by `SCRATCH_BYTES` in a way the verifier sees. The verifiers of
+/// Linux 5.10 and 6.1 lose the bounds of the sum of bounded 32-bit lengths once LLVM
+/// zero-extends it, and refuse `bpf_ringbuf_output` ("R3 min value is negative"); LLVM,
+/// knowing the sum is already in range, would delete a mask written in Rust.
+#[inline(always)]
+fn verifier_bound(len: usize) -> usize {
+    let mut len = len as u64;
+    // SAFETY: one ALU instruction on a register the compiler gave us; no memory is touched.
+    unsafe {
+        core::arch::asm!(
+            "{len} &= {mask}",
+            len = inout(reg) len,
+            mask = const SCRATCH_BYTES - 1,
+            options(pure, nomem, nostack),
+        );
+    }
+    len as usize
+}
+
 /// Copies the first `len` bytes of a scratch record to the ring buffer.
 #[inline(always)]
 fn output(record: *const u8, len: usize, kind: RecordKind) {
-    // SAFETY: callers pass a scratch map value and a length within it.
+    let len = verifier_bound(len);
+    // SAFETY: callers pass a scratch map value, SCRATCH_BYTES long, and `len` is below that.
     let bytes = unsafe { core::slice::from_raw_parts(record, len) };
     if EVENTS.output::<[u8]>(bytes, wakeup_flags()).is_err() {
         count_lost(kind);
@@ -373,18 +427,30 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// Older kernels: the group is dead once its live-thread count is zero. When the last two
-/// threads exit at the same instant, both may read zero and the exit is reported twice; the
-/// model applies the second as a stale event.
+/// Older kernels: the group is dead once its live-thread count is zero. The count drops
+/// before the tracepoint fires, so when the last two threads exit at the same instant both
+/// read zero: only the first to claim the process in `EXITS_REPORTED` reports it.
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit_legacy(ctx: BtfTracePointContext) -> i32 {
     let task = ctx.arg::<KernelPtr>(0);
     let signal: KernelPtr = field(task, Layout::TaskSignal);
-    if field::<i32>(signal, Layout::SignalLive) == 0 {
+    if field::<i32>(signal, Layout::SignalLive) != 0 {
+        return 0;
+    }
+    let identity = ProcessIdentity {
+        pid: tgid(task),
+        _pad: 0,
+        start_time: process_start_time(task),
+    };
+    // Any failure but "already there" reports the exit: a duplicate, which the model
+    // ignores, is better than an exit lost without a count.
+    if EXITS_REPORTED.insert(&identity, 1, BPF_NOEXIST as u64) != Err(-EEXIST) {
         on_process_exit(task);
     }
     0
 }
+
+const EEXIST: i32 = 17;
 
 fn on_process_exit(task: KernelPtr) {
     let Some(mut entry) = EVENTS.reserve::<ExitRecord>(0) else {

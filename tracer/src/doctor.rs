@@ -46,6 +46,30 @@ fn check(name: &'static str, result: Result<String, String>) -> Check {
     }
 }
 
+/// What the running tracer needs of the kernel once it has dropped its capabilities: nothing
+/// but its memory mappings. Says why that matters here: before 5.19, a nonzero
+/// `kernel.unprivileged_bpf_disabled` refuses every `bpf()` call without CAP_BPF.
+fn steady_state(probes: &Probes, release: &str) -> String {
+    // Reading the counters goes through the mapping, as the running tracer does.
+    let _ = probes.lost_counts();
+    let sysctl = std::fs::read_to_string(preflight::UNPRIVILEGED_BPF_SYSCTL)
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    let strict = preflight::parse_kernel_version(release).is_some_and(|v| v < (5, 19));
+    let here = if strict && sysctl != "0" {
+        format!(
+            "; it matters here: kernel.unprivileged_bpf_disabled = {sysctl} refuses bpf() \
+             without CAP_BPF before Linux 5.19"
+        )
+    } else {
+        format!(" (kernel.unprivileged_bpf_disabled = {sysctl})")
+    };
+    format!(
+        "no bpf() calls after attaching (wakeup flag and lost counters are memory-mapped), \
+         so every capability can be dropped{here}"
+    )
+}
+
 /// Runs every check; the last one loads and attaches the real probes, so a pass means
 /// `tracer watch` will start.
 pub fn checks() -> Vec<Check> {
@@ -92,9 +116,11 @@ pub fn checks() -> Vec<Check> {
                 .map(|()| "BPF ring buffer maps are available".into())
                 .map_err(|e| e.to_string()),
         ));
+        let probes = Probes::load(&ProbeOptions::default());
         checks.push(check(
             "probes",
-            Probes::load(&ProbeOptions::default())
+            probes
+                .as_ref()
                 .map(|probes| {
                     format!(
                         "loaded, verified and attached (exit probe {:?})",
@@ -103,8 +129,15 @@ pub fn checks() -> Vec<Check> {
                 })
                 .map_err(|e| format!("{e:#}")),
         ));
+        checks.push(check(
+            "steady state",
+            match &probes {
+                Ok(probes) => Ok(steady_state(probes, &release)),
+                Err(_) => Err("cannot be checked without the probes".into()),
+            },
+        ));
     } else {
-        for name in ["ring buffer", "probes"] {
+        for name in ["ring buffer", "probes", "steady state"] {
             checks.push(check(
                 name,
                 Err("cannot be checked without privileges".into()),

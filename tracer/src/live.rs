@@ -204,7 +204,7 @@ impl<S: Sink> Capture<'_, S> {
     /// judges events that came after it.
     fn poll_lost(&mut self, probes: &Probes) -> Result<()> {
         let now = host::boottime_ns();
-        let total = probes.lost_counts()?;
+        let total = probes.lost_counts();
         let delta = total.since(&self.lost);
         if delta.total() > 0 {
             self.lost = total;
@@ -264,7 +264,7 @@ impl Reader {
             }
             let mut read = probes.drain_now(batch, max);
             if read == 0 {
-                probes.request_wakeup()?;
+                probes.request_wakeup();
                 // Records committed before the probes saw the request came without a wakeup.
                 read = probes.drain_now(batch, max);
             }

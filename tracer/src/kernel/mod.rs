@@ -4,6 +4,7 @@
 pub mod btf;
 pub mod decode;
 pub mod layout;
+mod mapped;
 pub mod preflight;
 pub mod privileges;
 mod probes;

@@ -10,6 +10,10 @@ use super::btf::Btf;
 
 pub const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 
+/// Before Linux 5.19, any value but 0 makes every `bpf()` command need CAP_BPF or
+/// CAP_SYS_ADMIN (Debian's kernels default to 2).
+pub const UNPRIVILEGED_BPF_SYSCTL: &str = "/proc/sys/kernel/unprivileged_bpf_disabled";
+
 /// Ring buffer maps and `bpf_ktime_get_boot_ns` arrived in Linux 5.8; BTF tracepoints in 5.5.
 pub const MIN_KERNEL: (u32, u32) = (5, 8);
 

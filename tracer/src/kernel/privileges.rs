@@ -18,10 +18,19 @@ pub struct Dropped {
 
 impl std::fmt::Display for Dropped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The maps it reads while running are memory-mapped: no bpf() call needs a
+        // capability, whatever the kernel's unprivileged_bpf_disabled says.
         if self.kept.is_empty() {
-            write!(f, "all capabilities dropped")
+            write!(
+                f,
+                "all capabilities dropped (maps memory-mapped, no bpf() calls)"
+            )
         } else {
-            write!(f, "capabilities dropped except {}", self.kept.join(", "))
+            write!(
+                f,
+                "capabilities dropped except {} (maps memory-mapped, no bpf() calls)",
+                self.kept.join(", ")
+            )
         }
     }
 }

@@ -4,7 +4,7 @@
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Btf as AyaBtf, Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{MapData, RingBuf},
     programs::{BtfTracePoint, ProgramError},
 };
 use tokio::io::{Interest, unix::AsyncFd};
@@ -13,6 +13,7 @@ use tracer_common::{DEFAULT_RING_BYTES, DEFAULT_SIGNAL_MASK, RECORD_KINDS, Recor
 use super::{
     decode::decode,
     layout::{self, ExitProbe},
+    mapped::MappedArray,
     preflight,
 };
 use crate::event::{Event, LostCounts};
@@ -46,8 +47,9 @@ impl Default for ProbeOptions {
 pub struct Probes {
     ring: AsyncFd<RingBuf<MapData>>,
     /// Tells the probes to wake the reader with the next record (slot 0 = 1).
-    reader_asleep: Array<MapData, u32>,
-    lost: PerCpuArray<MapData, u64>,
+    reader_asleep: MappedArray,
+    /// Records that did not fit, by `RecordKind`.
+    lost: MappedArray,
     /// Records the decoder rejected (a layout mismatch between probes and daemon).
     pub malformed: u64,
     pub exit_probe: ExitProbe,
@@ -61,16 +63,62 @@ fn verifier_summary(program: &str, error: ProgramError) -> anyhow::Error {
             io_error,
             verifier_log,
         } => {
-            let log = verifier_log.to_string();
-            let reason = log
-                .lines()
-                .rev()
-                .map(str::trim)
-                .find(|line| !line.is_empty() && !line.starts_with("processed "))
-                .unwrap_or("no verifier log");
+            let reason = verifier_reason(&verifier_log.to_string());
             anyhow!("the kernel rejected probe {program} ({io_error}): {reason}")
         }
         other => anyhow!("cannot load probe {program}: {other}"),
+    }
+}
+
+/// The verifier's reason for a refusal, in one line: the message after the last instruction
+/// it checked, and that instruction. The log ends with statistics ("processed N insns",
+/// "stack depth N", "verification time"), which say nothing about why.
+fn verifier_reason(log: &str) -> String {
+    let is_statistic = |line: &str| {
+        [
+            "processed ",
+            "stack depth ",
+            "verification time ",
+            "max_states_per_insn",
+        ]
+        .iter()
+        .any(|prefix| line.starts_with(prefix))
+    };
+    let is_instruction = |line: &str| {
+        line.split_once(": (").is_some_and(|(index, _)| {
+            !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit())
+        })
+    };
+    let lines: Vec<&str> = log
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !is_statistic(line))
+        .collect();
+    let Some(last_instruction) = lines.iter().rposition(|line| is_instruction(line)) else {
+        return lines
+            .last()
+            .map_or("no verifier log".into(), |line| (*line).to_owned());
+    };
+    // Source lines (`; ...`) and register states (`R0=inv0 R1_w=...`) are context, not reason.
+    let is_register_state = |line: &str| {
+        line.strip_prefix('R').is_some_and(|rest| {
+            let name_end = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            name_end > 0
+                && (rest[name_end..].starts_with('=') || rest[name_end..].starts_with("_w="))
+        })
+    };
+    let message: Vec<&str> = lines[last_instruction + 1..]
+        .iter()
+        .copied()
+        .filter(|line| !line.starts_with(';') && !is_register_state(line))
+        .collect();
+    let instruction = lines[last_instruction];
+    if message.is_empty() {
+        format!("refused at {instruction}")
+    } else {
+        format!("{} (at {instruction})", message.join("; "))
     }
 }
 
@@ -138,13 +186,12 @@ impl Probes {
 
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)
             .context("EVENTS is not a ring buffer")?;
-        let lost = PerCpuArray::try_from(ebpf.take_map("LOST").context("no LOST map")?)
-            .context("LOST is not a per-CPU array")?;
-        let reader_asleep = Array::try_from(
+        let lost = MappedArray::new(ebpf.take_map("LOST").context("no LOST map")?, "LOST")?;
+        let reader_asleep = MappedArray::new(
             ebpf.take_map("READER_ASLEEP")
                 .context("no READER_ASLEEP map")?,
-        )
-        .context("READER_ASLEEP is not an array")?;
+            "READER_ASLEEP",
+        )?;
         // SAFETY: the ring buffer owns its map fd (an OwnedFd inside MapData) for as long as it
         // lives, and always reports that same fd; the AsyncFd owns the ring buffer.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -161,10 +208,8 @@ impl Probes {
 
     /// Asks the probes to wake the reader with the next record. Until then they wake it only
     /// when the ring is a quarter full, and the reader polls on its own timer.
-    pub fn request_wakeup(&mut self) -> Result<()> {
-        self.reader_asleep
-            .set(0, 1, 0)
-            .context("cannot update the reader's wakeup flag")
+    pub fn request_wakeup(&mut self) {
+        self.reader_asleep.store_u32(0, 1);
     }
 
     /// Waits for a wakeup from the probes: the record after [`Probes::request_wakeup`], or a
@@ -195,24 +240,55 @@ impl Probes {
         read
     }
 
-    /// Records lost since the probes were attached, by kind, summed over CPUs; and records
-    /// received that could not be decoded.
-    pub fn lost_counts(&self) -> Result<LostCounts> {
-        let read = |kind: RecordKind| -> Result<u64> {
-            let values = self
-                .lost
-                .get(&(kind as u32), 0)
-                .context("cannot read the lost-record counters")?;
-            Ok(values.iter().sum())
-        };
+    /// Records lost since the probes were attached, by kind; and records received that could
+    /// not be decoded.
+    pub fn lost_counts(&self) -> LostCounts {
+        let read = |kind: RecordKind| self.lost.load_u64(kind as usize);
         debug_assert!((RecordKind::Signal as u32) < RECORD_KINDS);
-        Ok(LostCounts {
-            process_start: read(RecordKind::ProcessStart)?,
-            exec: read(RecordKind::Exec)?,
-            exit: read(RecordKind::Exit)?,
-            rename: read(RecordKind::Rename)?,
-            signal: read(RecordKind::Signal)?,
+        LostCounts {
+            process_start: read(RecordKind::ProcessStart),
+            exec: read(RecordKind::Exec),
+            exit: read(RecordKind::Exit),
+            rename: read(RecordKind::Rename),
+            signal: read(RecordKind::Signal),
             malformed: self.malformed,
-        })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verifier_reason;
+
+    /// The end of Linux 5.10's log for the exec probe before its lengths were masked.
+    const REFUSAL: &str = "\
+; fun(ringbuf, data, size, flags)
+258: (18) r1 = 0xffff932381e7a800
+260: (bf) r2 = r8
+261: (bf) r3 = r7
+262: (85) call bpf_ringbuf_output#130
+ R0=inv0 R1_w=map_ptr(id=0,off=0,ks=0,vs=0,imm=0) R3_w=inv(id=0)
+R3 min value is negative, either use unsigned or 'var &= const'
+verification time 8507 usec
+stack depth 24
+processed 417 insns (limit 1000000) max_states_per_insn 2 total_states 30 peak_states 30 mark_read 7
+";
+
+    #[test]
+    fn the_reason_is_the_message_after_the_last_instruction_not_the_statistics() {
+        assert_eq!(
+            verifier_reason(REFUSAL),
+            "R3 min value is negative, either use unsigned or 'var &= const' \
+             (at 262: (85) call bpf_ringbuf_output#130)"
+        );
+    }
+
+    #[test]
+    fn a_log_without_instructions_gives_its_last_words() {
+        assert_eq!(
+            verifier_reason("unknown func bpf_foo#999\nprocessed 3 insns\n"),
+            "unknown func bpf_foo#999"
+        );
+        assert_eq!(verifier_reason("\n"), "no verifier log");
     }
 }
