@@ -15,6 +15,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod kernels;
 
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const LLVM_PACKAGES: &[&str] = &[
@@ -77,7 +78,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Set up and run every test: unit tests and the kernel tests (root).
+    /// Set up and run every test: unit tests and the kernel tests (root), then the kernel
+    /// matrix's smoke tests on Debian's 5.10, 6.1 and 6.12 kernels.
     Test {
         /// Extra arguments for `cargo test` (after `--`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -88,6 +90,9 @@ enum Task {
     /// Set up, install the anchors (perf, bpftrace, libbpf-tools, forkstat), then benchmark
     /// the tracer side by side with them, and its userspace alone (root).
     Bench(bench::BenchArgs),
+    /// Set up, then run the kernel test suite on each kernel of the matrix (Debian's 5.10,
+    /// 6.1 and 6.12 in qemu, and the host's own) (root).
+    Kernels(kernels::KernelsArgs),
 }
 
 fn workspace_root() -> PathBuf {
@@ -340,12 +345,21 @@ fn main() -> ExitCode {
             let mut test = command("cargo");
             test.args(["test", "--workspace", "--exclude", "tracer-ebpf"])
                 .env("TRACER_TEST_VENVS", &venvs);
-            if !args.is_empty() {
+            let filtered = !args.is_empty();
+            if filtered {
                 test.arg("--").args(args);
             }
-            run(&mut test)
+            run(&mut test)?;
+            // The kernel matrix's fast subset on the other kernels; a filtered run is someone
+            // looking at a few tests, not the whole suite.
+            if filtered {
+                Ok(())
+            } else {
+                kernels::run(kernels::KernelsArgs::smoke_in_guests())
+            }
         }
         Task::Bench(args) => bench::run(args),
+        Task::Kernels(args) => kernels::run(args),
         Task::Lint => {
             run(command("cargo").args(["fmt", "--all", "--check"]))?;
             run(command("cargo").args(["clippy", "--all-targets", "--", "-D", "warnings"]))

@@ -45,6 +45,14 @@ enum Scenario {
         #[arg(long)]
         seconds: Option<f64>,
     },
+    /// COUNT children, each starting THREADS threads that spin, then ending the whole process
+    /// with exit_group while they run: the threads die at the same instant.
+    ThreadedExits {
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        #[arg(long, default_value_t = 8)]
+        threads: usize,
+    },
     /// Double fork: the middle process exits and the grandchild is orphaned.
     DoubleFork {
         /// Become a child subreaper first (PR_SET_CHILD_SUBREAPER).
@@ -279,6 +287,37 @@ fn threads(count: usize, seconds: Option<f64>) -> Result<()> {
     } else {
         report(json!({ "pid": pid_json(getpid()), "tids": tids }));
     }
+    Ok(())
+}
+
+fn threaded_exits(count: usize, threads: usize) -> Result<()> {
+    let mut children = Vec::with_capacity(count);
+    for _ in 0..count {
+        match fork()? {
+            ForkResult::Child => {
+                let running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                for _ in 0..threads {
+                    let running = std::sync::Arc::clone(&running);
+                    std::thread::spawn(move || {
+                        running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        loop {
+                            std::hint::spin_loop();
+                        }
+                    });
+                }
+                while running.load(std::sync::atomic::Ordering::SeqCst) < threads {
+                    std::thread::yield_now();
+                }
+                // exit_group: every thread leaves at once.
+                std::process::exit(0)
+            }
+            ForkResult::Parent { child } => children.push(child),
+        }
+        let pid = *children.last().expect("just pushed");
+        waitpid(pid, None)?;
+    }
+    let pids: Vec<i32> = children.iter().map(|p| p.as_raw()).collect();
+    report(json!({ "children": pids, "threads": threads }));
     Ok(())
 }
 
@@ -1118,6 +1157,7 @@ fn main() -> std::process::ExitCode {
         Scenario::ForkExecExit { code } => fork_exec_exit(code),
         Scenario::SiblingKill => sibling_kill(),
         Scenario::Threads { count, seconds } => threads(count, seconds),
+        Scenario::ThreadedExits { count, threads } => threaded_exits(count, threads),
         Scenario::DoubleFork { subreaper, hold } => double_fork(subreaper, hold),
         Scenario::DeepChain { depth } => deep_chain(depth),
         Scenario::PidnsDoubleFork => pidns_double_fork(),
