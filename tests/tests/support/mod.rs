@@ -198,6 +198,7 @@ impl Recording {
             stderr.contains("tracer: recorded"),
             "no summary line:\n{stderr}"
         );
+        keep_trace(&self.path);
         let mut trace = Trace::read(&self.path);
         assert_eq!(trace.trailing_bytes, 0, "a clean stop leaves no torn line");
         trace.stderr = stderr;
@@ -214,6 +215,26 @@ impl Recording {
         trace.file = Some((self.path, self._dir));
         trace
     }
+}
+
+/// Where `TRACER_TEST_KEEP_TRACES` names a directory, every recording a test stops is copied
+/// there, named after the test: how the corpus's recorded traces were made.
+fn keep_trace(path: &Path) {
+    let Some(dir) = std::env::var_os("TRACER_TEST_KEEP_TRACES") else {
+        return;
+    };
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("test")
+        .replace("::", "-");
+    let dir = Path::new(&dir);
+    let mut kept = dir.join(format!("{test}.jsonl"));
+    let mut n = 1;
+    while kept.exists() {
+        n += 1;
+        kept = dir.join(format!("{test}-{n}.jsonl"));
+    }
+    std::fs::copy(path, &kept).expect("copy the trace to TRACER_TEST_KEEP_TRACES");
 }
 
 pub struct Trace {
