@@ -33,6 +33,14 @@ const COMMANDS: &[&[&str]] = &[
     &["export", "{}", "--format", "jsonl"],
     &["replay", "{}", "--lenient", "--json"],
     &["report", "{}", "--lenient", "--json"],
+    // Times from the start, the end and the findings, and a subtree.
+    &["replay", "{}", "--at", "+1s", "--json"],
+    &["replay", "{}", "--at", "-1s", "--json"],
+    &["replay", "{}", "--at", "finding:1", "--json"],
+    &["export", "{}", "--format", "jsonl", "--from", "finding:1-1s"],
+    &["export", "{}", "--format", "perfetto", "--from", "+100ms", "--to", "-100ms"],
+    &["export", "{}", "--format", "dot", "--pid", "1"],
+    &["export", "{}", "--format", "jsonl", "--pid", "1", "--to", "finding:2"],
 ];
 
 fn outputs(trace: &str) -> String {
