@@ -8,17 +8,17 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use tracer::analysis::Analyzer;
-use tracer::event::Event;
-use tracer::ingest::{Pipeline, Sink};
-use tracer::model::Model;
-use tracer::roles::Rules;
-use tracer::sink::{NullSink, RecordSink};
-use tracer::trace::TraceWriter;
+use tracer::sinks::RecordSink;
 use tracer::tui::draw::Screen;
 use tracer::tui::feed::Feed;
 use tracer::tui::view::View;
 use tracer_bench::{HostStream, snapshot};
+use tracer_core::analysis::Analyzer;
+use tracer_core::event::Event;
+use tracer_core::ingest::NullSink;
+use tracer_core::ingest::{Pipeline, Sink};
+use tracer_core::model::Model;
+use tracer_core::roles::Rules;
 
 const TICK_NS: u64 = 10_000_000;
 /// When the frame's processes were seen, in ns since boot.
@@ -63,7 +63,7 @@ fn ingest(c: &mut Criterion) {
     group.bench_function("model_analysis_and_trace_file", |b| {
         b.iter_custom(|iterations| {
             time_ingest(&events, iterations, || {
-                RecordSink::new(TraceWriter::create(&trace).expect("trace file"))
+                RecordSink::new(tracer::files::create_trace(&trace).expect("trace file"))
             })
         });
     });

@@ -1,7 +1,8 @@
 //! A synthetic event stream shaped like a busy Celery worker host, for the benchmarks of the
 //! ingest step and the model: no kernel, so the numbers are the userspace code's alone.
 
-use tracer::event::{Event, Exec, Exit, ProcessStart, Snapshot};
+use tracer_core::event::Event;
+use tracer_core::fixtures::{self, key};
 
 /// Pids below this belong to the long-lived processes; short-lived ones cycle above it up to
 /// the kernel's default `pid_max`, so pids are reused as on a real host.
@@ -32,72 +33,19 @@ impl Clock {
 
 /// A process present before the capture started.
 pub fn snapshot(ts: u64, pid: u32, ppid: u32, cmdline: &[&str]) -> Event {
-    Event::Snapshot(Snapshot {
-        ts,
-        pid,
-        start_time: u64::from(pid),
-        ppid,
-        comm: cmdline[0].chars().take(15).collect(),
-        cmdline: cmdline.iter().map(|arg| (*arg).to_owned()).collect(),
-        cmdline_truncated: false,
-        uid: 0,
-        pgid: pid,
-        sid: pid,
-        kernel_thread: false,
-        env: Default::default(),
-    })
+    fixtures::snapshot(ts, key(pid, u64::from(pid)), ppid, &cmdline.join(" "))
 }
 
 fn start(ts: u64, pid: u32, parent: (u32, u64), comm: &str) -> Event {
-    Event::ProcessStart(ProcessStart {
-        ts,
-        pid,
-        start_time: ts,
-        ppid: parent.0,
-        parent_start_time: parent.1,
-        tid: parent.0,
-        caller_pid: parent.0,
-        comm: comm.to_owned(),
-        uid: 1000,
-        pgid: parent.0,
-        sid: parent.0,
-        cgroup_id: 1,
-    })
+    fixtures::fork(ts, key(pid, ts), key(parent.0, parent.1), comm)
 }
 
 fn exec(ts: u64, pid: u32, start_time: u64, ppid: u32, argv: &[&str]) -> Event {
-    Event::Exec(Exec {
-        ts,
-        pid,
-        start_time,
-        ppid,
-        old_pid: pid,
-        filename: argv[0].to_owned(),
-        filename_truncated: false,
-        cmdline: argv.iter().map(|arg| (*arg).to_owned()).collect(),
-        cmdline_truncated: false,
-        comm: argv[0].rsplit('/').next().unwrap_or("").to_owned(),
-        uid: 1000,
-        pgid: ppid,
-        sid: ppid,
-        env: Default::default(),
-    })
+    fixtures::exec(ts, key(pid, start_time), ppid, argv[0], argv)
 }
 
 fn exit(ts: u64, pid: u32, start_time: u64, ppid: u32) -> Event {
-    Event::Exit(Exit {
-        ts,
-        pid,
-        start_time,
-        ppid,
-        exit_code: Some(0),
-        signal: None,
-        core_dumped: false,
-        reaper_pid: ppid,
-        pgid: ppid,
-        sid: ppid,
-        comm: "true".to_owned(),
-    })
+    fixtures::exit(ts, key(pid, start_time), ppid, (Some(0), None), ppid)
 }
 
 impl HostStream {

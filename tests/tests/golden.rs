@@ -13,7 +13,7 @@ use std::process::Command;
 const TRACER: &str = env!("CARGO_BIN_EXE_tracer-e2e");
 
 fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tracer/tests/corpus/trace")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tracer-core/tests/corpus/trace")
 }
 
 fn golden_dir() -> PathBuf {
@@ -37,10 +37,28 @@ const COMMANDS: &[&[&str]] = &[
     &["replay", "{}", "--at", "+1s", "--json"],
     &["replay", "{}", "--at", "-1s", "--json"],
     &["replay", "{}", "--at", "finding:1", "--json"],
-    &["export", "{}", "--format", "jsonl", "--from", "finding:1-1s"],
-    &["export", "{}", "--format", "perfetto", "--from", "+100ms", "--to", "-100ms"],
+    &[
+        "export",
+        "{}",
+        "--format",
+        "jsonl",
+        "--from",
+        "finding:1-1s",
+    ],
+    &[
+        "export", "{}", "--format", "perfetto", "--from", "+100ms", "--to", "-100ms",
+    ],
     &["export", "{}", "--format", "dot", "--pid", "1"],
-    &["export", "{}", "--format", "jsonl", "--pid", "1", "--to", "finding:2"],
+    &[
+        "export",
+        "{}",
+        "--format",
+        "jsonl",
+        "--pid",
+        "1",
+        "--to",
+        "finding:2",
+    ],
 ];
 
 fn outputs(trace: &str) -> String {
@@ -57,7 +75,10 @@ fn outputs(trace: &str) -> String {
             text,
             "=== tracer {}\n--- exit {}\n--- stdout\n{}--- stderr\n{}",
             args.join(" "),
-            output.status.code().map_or("signal".into(), |c| c.to_string()),
+            output
+                .status
+                .code()
+                .map_or("signal".into(), |c| c.to_string()),
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr),
         );

@@ -9,16 +9,16 @@ use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use support::replay;
 use support::{
     Held, LOAD, Recording, TRACER, Trace, capture_in_process, generate, kernel_test, pid,
     proc_stat, wait_bounded, workload,
 };
-use tracer::event::{Event, ReparentSource, SignalResult};
-use tracer::kernel::ExitProbe;
-use tracer::live::LiveOptions;
-use tracer::replay::replay;
-use tracer::roles::Rules;
-use tracer::sink::NullSink;
+use tracer_core::event::{Event, ReparentSource, SignalResult};
+use tracer_core::ingest::NullSink;
+use tracer_core::roles::Rules;
+use tracer_live::ExitProbe;
+use tracer_live::live::LiveOptions;
 
 #[test]
 fn fork_exec_exit_is_recorded_with_parent_filename_and_code() {
@@ -771,7 +771,7 @@ struct Accounting {
 
 impl Accounting {
     /// Each kind with what was captured of it and what was lost of it (host-wide).
-    fn with_lost(&self, lost: &tracer::event::LostCounts) -> [(&'static str, u64, u64); 5] {
+    fn with_lost(&self, lost: &tracer_core::event::LostCounts) -> [(&'static str, u64, u64); 5] {
         [
             ("process_start", self.starts, lost.process_start),
             ("exec", self.execs, lost.exec),
@@ -1083,13 +1083,16 @@ fn without_privileges_the_tracer_refuses_in_one_line() {
 
 /// Records, and keeps the live model's view of the chosen pids at the exit of `at_exit_of`.
 struct ViewAtExit {
-    record: tracer::sink::RecordSink,
+    record: tracer::sinks::RecordSink,
     at_exit_of: u32,
     pids: Vec<u32>,
-    taken: Option<(u64, Vec<tracer::model::ProcessView>)>,
+    taken: Option<(u64, Vec<tracer_core::model::ProcessView>)>,
 }
 
-fn view_of(model: &tracer::model::Model, pids: &[u32]) -> Vec<tracer::model::ProcessView> {
+fn view_of(
+    model: &tracer_core::model::Model,
+    pids: &[u32],
+) -> Vec<tracer_core::model::ProcessView> {
     model
         .view()
         .into_iter()
@@ -1097,11 +1100,11 @@ fn view_of(model: &tracer::model::Model, pids: &[u32]) -> Vec<tracer::model::Pro
         .collect()
 }
 
-impl tracer::ingest::Sink for ViewAtExit {
-    fn header(&mut self, header: &tracer::trace::TraceHeader) -> anyhow::Result<()> {
+impl tracer_core::ingest::Sink for ViewAtExit {
+    fn header(&mut self, header: &tracer_core::trace::TraceHeader) -> std::io::Result<()> {
         self.record.header(header)
     }
-    fn event(&mut self, event: &Event, model: &tracer::model::Model) -> anyhow::Result<()> {
+    fn event(&mut self, event: &Event, model: &tracer_core::model::Model) -> std::io::Result<()> {
         if let Event::Exit(exit) = event
             && exit.pid == self.at_exit_of
             && self.taken.is_none()
@@ -1112,16 +1115,16 @@ impl tracer::ingest::Sink for ViewAtExit {
     }
     fn flush(
         &mut self,
-        model: &tracer::model::Model,
-        status: &tracer::ingest::Status,
-    ) -> anyhow::Result<()> {
+        model: &tracer_core::model::Model,
+        status: &tracer_core::ingest::Status,
+    ) -> std::io::Result<()> {
         self.record.flush(model, status)
     }
     fn finish(
         &mut self,
-        model: &tracer::model::Model,
-        status: &tracer::ingest::Status,
-    ) -> anyhow::Result<()> {
+        model: &tracer_core::model::Model,
+        status: &tracer_core::ingest::Status,
+    ) -> std::io::Result<()> {
         self.record.finish(model, status)
     }
 }
@@ -1137,13 +1140,11 @@ fn replay_at_a_time_rebuilds_the_live_tree_of_that_time() {
     ];
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trace.jsonl");
-    let mut pipeline = tracer::ingest::Pipeline::new(
-        tracer::model::Model::new(tracer::host::clock_tick_ns()),
-        tracer::analysis::Analyzer::new(Rules::builtin()),
+    let mut pipeline = tracer_core::ingest::Pipeline::new(
+        tracer_core::model::Model::new(tracer_live::host::clock_tick_ns()),
+        tracer_core::analysis::Analyzer::new(Rules::builtin()),
         ViewAtExit {
-            record: tracer::sink::RecordSink::new(
-                tracer::trace::TraceWriter::create(&path).unwrap(),
-            ),
+            record: tracer::sinks::RecordSink::new(tracer::files::create_trace(&path).unwrap()),
             at_exit_of: pids[2],
             pids: pids.to_vec(),
             taken: None,
@@ -1157,7 +1158,7 @@ fn replay_at_a_time_rebuilds_the_live_tree_of_that_time() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     std::thread::scope(|scope| {
         let capture = scope.spawn(|| {
-            runtime.block_on(tracer::live::run(
+            runtime.block_on(tracer_live::live::run(
                 &LiveOptions::default(),
                 &mut pipeline,
                 async {

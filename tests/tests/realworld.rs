@@ -16,11 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{Recording, TRACER, Trace, kernel_test, proc_stat, wait_bounded};
-use tracer::event::{Event, FindingKind, SpawnHow};
-use tracer::ingest::{Sink, Status};
-use tracer::model::Model;
-use tracer::replay::replay_with;
-use tracer::trace::TraceHeader;
+use tracer_core::event::{Event, FindingKind, SpawnHow};
+use tracer_core::ingest::Sink;
+use tracer_core::model::Model;
 
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -175,11 +173,7 @@ fn counts_about(trace: &Trace, pids: &HashSet<u32>) -> BTreeMap<FindingKind, usi
 struct LastRoles(BTreeMap<u32, Option<(String, bool)>>);
 
 impl Sink for LastRoles {
-    fn header(&mut self, _: &TraceHeader) -> anyhow::Result<()> {
-        Ok(())
-    }
-
-    fn event(&mut self, event: &Event, model: &Model) -> anyhow::Result<()> {
+    fn event(&mut self, event: &Event, model: &Model) -> std::io::Result<()> {
         if let Some(process) = model.find(event.key()).map(|index| model.get(index)) {
             let role = process.class.role.as_ref();
             self.0.insert(
@@ -189,22 +183,13 @@ impl Sink for LastRoles {
         }
         Ok(())
     }
-
-    fn flush(&mut self, _: &Model, _: &Status) -> anyhow::Result<()> {
-        Ok(())
-    }
-
-    fn finish(&mut self, _: &Model, _: &Status) -> anyhow::Result<()> {
-        Ok(())
-    }
 }
 
 /// Each role processes ended up with, and those processes, each with its daemonic verdict.
 fn roles_seen(trace: &Trace, rules: Option<&Path>) -> BTreeMap<String, BTreeMap<u32, bool>> {
-    let rules = tracer::roles::Rules::load(rules).expect("the rules load");
-    let (pipeline, _, _) =
-        replay_with(trace.path(), None, false, Some(rules), LastRoles::default())
-            .expect("the trace replays");
+    let rules = support::rules_file(rules);
+    let (pipeline, _, _) = support::replay(trace.path(), None, Some(rules), LastRoles::default())
+        .expect("the trace replays");
     let mut roles: BTreeMap<String, BTreeMap<u32, bool>> = BTreeMap::new();
     for (pid, role) in pipeline.sink.0 {
         if let Some((role, daemonic)) = role {
@@ -248,7 +233,10 @@ fn report_block<'a>(report: &'a str, heading: &str) -> Vec<&'a str> {
         .collect()
 }
 
-fn findings(trace: &Trace, kind: FindingKind) -> impl Iterator<Item = &tracer::event::Finding> {
+fn findings(
+    trace: &Trace,
+    kind: FindingKind,
+) -> impl Iterator<Item = &tracer_core::event::Finding> {
     trace.findings().filter(move |f| f.kind == kind)
 }
 
@@ -490,7 +478,7 @@ fn a_celery_task_hits_its_hard_time_limit_and_another_leaves_a_child() {
     let hang_id = report["hang_id"].as_str().unwrap();
     let popen_id = report["popen_id"].as_str().unwrap();
     let popen = pid_of(&report["popen_child"]);
-    let task = |finding: &tracer::event::Finding| {
+    let task = |finding: &tracer_core::event::Finding| {
         (
             finding.identity.get("celery_task").cloned(),
             finding.identity.get("celery_task_id").cloned(),
@@ -948,7 +936,7 @@ fn an_airflow_task_in_a_new_interpreter_is_not_daemonic() {
     );
     let (runner, command) = (pid_of(&report["task_pid"]), pid_of(&report["task_ppid"]));
     let (pipeline, _, _) =
-        tracer::replay::replay(trace.path(), None, None, tracer::sink::NullSink).unwrap();
+        support::replay(trace.path(), None, None, tracer_core::ingest::NullSink).unwrap();
     let model = &pipeline.model;
     let command_process = model.live(command).expect("the task command is alive");
     assert_eq!(

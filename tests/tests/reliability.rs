@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use support::{Held, Recording, TRACER, WORKLOAD, kernel_test, peak_rss_kib, pid, wait_bounded};
-use tracer::event::Event;
+use tracer_core::event::Event;
 
 /// The eBPF programs a process holds open (its probes and their links).
 fn program_ids_of(pid: u32) -> HashSet<u32> {
@@ -182,9 +182,13 @@ fn a_recycled_pid_is_never_merged_with_its_previous_holder() {
 
         // The model, while the second holder lives: the pid is the second's, and the orphan's
         // lineage still leads to the first, exited one.
-        let (pipeline, _, _) =
-            tracer::replay::replay(trace.path(), Some(second.ts), None, tracer::sink::NullSink)
-                .unwrap();
+        let (pipeline, _, _) = support::replay(
+            trace.path(),
+            Some(second.ts),
+            None,
+            tracer_core::ingest::NullSink,
+        )
+        .unwrap();
         let model = &pipeline.model;
         let holder = model.live(reused).expect("the second holder lives");
         assert_eq!(holder.key.start_time, second.start_time);
@@ -317,9 +321,9 @@ fn a_flood_is_survived_with_every_loss_counted_and_gaps_marked_uncertain() {
     for pid in [child, grandchild] {
         let spawn = trace.only(
             "spawn",
-            trace
-                .findings()
-                .filter(|f| f.pid == pid && f.kind == tracer::event::FindingKind::DaemonicSpawn),
+            trace.findings().filter(|f| {
+                f.pid == pid && f.kind == tracer_core::event::FindingKind::DaemonicSpawn
+            }),
         );
         let reason = spawn.uncertain.as_deref().expect("uncertain");
         assert!(reason.contains("kernel records were lost"), "{reason}");

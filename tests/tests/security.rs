@@ -13,7 +13,7 @@ use support::{
     Held, Recording, TRACER, Trace, kernel_test, peak_rss_kib, pid, wait_bounded,
     wait_for_stderr_line,
 };
-use tracer::event::Event;
+use tracer_core::event::Event;
 
 const SECRET_ARG: &str = "hunter2-5531";
 const SECRET_ENV: &str = "env-secret-5531";
@@ -96,7 +96,7 @@ fn redacted_secrets_and_unlisted_variables_never_reach_the_trace() {
 
     // The model (and so every finding and the terminal) only ever saw the redacted text.
     let (pipeline, _, _) =
-        tracer::replay::replay(trace.path(), None, None, tracer::sink::NullSink).unwrap();
+        support::replay(trace.path(), None, None, tracer_core::ingest::NullSink).unwrap();
     let view = serde_json::to_string(&pipeline.model.view()).unwrap();
     assert!(!view.contains(SECRET_ARG));
 }
@@ -266,7 +266,7 @@ fn hostile_processes_cannot_break_the_output_or_the_memory_bound() {
     assert!(exec.cmdline_truncated);
     // Read capped at CMDLINE_CAP bytes; the few invalid UTF-8 bytes grow into \xNN escapes.
     assert!(
-        kept <= tracer::procfs::CMDLINE_CAP + 32,
+        kept <= tracer_live::procfs::CMDLINE_CAP + 32,
         "{kept} bytes kept"
     );
     assert_eq!(exec.cmdline[0], "\u{1b}[2J\u{1b}]0;owned\u{7}\nevil\\xff");

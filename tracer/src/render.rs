@@ -3,10 +3,11 @@
 
 use std::fmt::Write as _;
 
-use crate::event::{Event, SignalResult};
-use crate::ingest::Status;
-use crate::model::{Model, Process, ProcessIndex};
-use crate::sanitize::{LINE_TEXT_CAP, clip, sanitize};
+use tracer_core::event::{Event, SignalResult};
+use tracer_core::ingest::Status;
+use tracer_core::model::{Model, Process, ProcessIndex};
+use tracer_core::sanitize::{LINE_TEXT_CAP, clip, sanitize};
+use tracer_core::words::{duration, exit_description, signal_name};
 
 #[derive(Clone, Debug, Default)]
 pub struct TreeStyle {
@@ -24,78 +25,12 @@ const RED: &str = "\x1b[31m";
 const BOLD: &str = "\x1b[1m";
 const RESET: &str = "\x1b[0m";
 
-pub fn signal_name(sig: i32) -> String {
-    const NAMES: [&str; 32] = [
-        "0",
-        "SIGHUP",
-        "SIGINT",
-        "SIGQUIT",
-        "SIGILL",
-        "SIGTRAP",
-        "SIGABRT",
-        "SIGBUS",
-        "SIGFPE",
-        "SIGKILL",
-        "SIGUSR1",
-        "SIGSEGV",
-        "SIGUSR2",
-        "SIGPIPE",
-        "SIGALRM",
-        "SIGTERM",
-        "SIGSTKFLT",
-        "SIGCHLD",
-        "SIGCONT",
-        "SIGSTOP",
-        "SIGTSTP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGURG",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGVTALRM",
-        "SIGPROF",
-        "SIGWINCH",
-        "SIGIO",
-        "SIGPWR",
-        "SIGSYS",
-    ];
-    usize::try_from(sig)
-        .ok()
-        .and_then(|i| NAMES.get(i))
-        .map_or_else(|| format!("signal {sig}"), |name| (*name).to_owned())
-}
-
-/// `1h02m`, `3m05s`, `12.3s`, `450ms`.
-pub fn duration(ns: u64) -> String {
-    let ms = ns / 1_000_000;
-    let secs = ms / 1000;
-    match secs {
-        0 => format!("{ms}ms"),
-        1..60 => format!("{}.{}s", secs, (ms % 1000) / 100),
-        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
-        _ => format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60),
-    }
-}
-
 fn truncate(line: &mut String, width: Option<usize>) {
     if let Some(width) = width
         && let Some((cut, _)) = line.char_indices().nth(width)
     {
         line.truncate(cut);
     }
-}
-
-/// How a process's exit reads: `exit code 3`, `killed by SIGKILL (core dumped)`.
-pub fn exit_description(exit_code: Option<i32>, signal: Option<i32>, core_dumped: bool) -> String {
-    let mut text = match (exit_code, signal) {
-        (_, Some(sig)) => format!("killed by {}", signal_name(sig)),
-        (Some(code), None) => format!("exit code {code}"),
-        (None, None) => "exit unknown".to_owned(),
-    };
-    if core_dumped {
-        text.push_str(" (core dumped)");
-    }
-    text
 }
 
 fn annotations(model: &Model, process: &Process) -> String {
@@ -308,6 +243,8 @@ pub fn event_line(event: &Event, color: bool) -> String {
             ),
             true,
         ),
+        // An event kind newer than this view: named, not described.
+        other => (other.name(), String::new(), false),
     };
     let line = format!("{secs:>14.6} {name:<8} {details}");
     match (color, alarm, event) {
@@ -333,7 +270,7 @@ pub fn status_line(model: &Model, status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{self, key};
+    use tracer_core::fixtures::{self, key};
 
     fn snapshot(pid: u32, ppid: u32, cmdline: &str) -> Event {
         fixtures::snapshot(

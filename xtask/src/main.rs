@@ -58,7 +58,7 @@ const VENVS: &[(&str, &[&str])] = &[
 /// Debian packages the tests need: Redis for the real-world tests, tmux and Graphviz for the
 /// TUI and export tests.
 const TEST_PACKAGES: &[&str] = &["redis-server", "tmux", "graphviz"];
-/// The probes' toolchain (LLVM 22.1), shared with `tracer/build.rs`.
+/// The probes' toolchain (LLVM 22.1), shared with `tracer-live/build.rs`.
 const BPF_TOOLCHAIN: &str = include_str!("../../tracer-ebpf/TOOLCHAIN");
 
 #[derive(Parser)]
@@ -306,6 +306,69 @@ fn ensure_bpf_linker() -> Result<()> {
     })
 }
 
+/// Crates `tracer-core` must not depend on: it is the pure library (no kernel, async runtime,
+/// terminal or libc of its own).
+const CORE_FORBIDDEN: &[&str] = &[
+    "aya",
+    "tokio",
+    "ratatui",
+    "crossterm",
+    "nix",
+    "libc",
+    "caps",
+];
+
+/// Checks that `tracer-core` stands alone: none of [`CORE_FORBIDDEN`] in its normal dependency
+/// tree, no build script, and its whole test suite passing with the stable toolchain by
+/// itself, on a `PATH` where neither rustup's proxies (so no nightly) nor bpf-linker can be
+/// found: what building the probes needs.
+fn core_stands_alone() -> Result<()> {
+    eprintln!("xtask: tracer-core: dependency tree, build script, stable-only tests");
+    let tree = output(command("cargo").args([
+        "tree",
+        "--package",
+        "tracer-core",
+        "--edges",
+        "normal,build",
+        "--prefix",
+        "none",
+    ]))
+    .context("cargo tree failed")?;
+    let forbidden: Vec<&str> = tree
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| CORE_FORBIDDEN.contains(name))
+        .collect();
+    if !forbidden.is_empty() {
+        bail!("tracer-core depends on {}", forbidden.join(", "));
+    }
+    if workspace_root().join("tracer-core/build.rs").exists() {
+        bail!("tracer-core has a build script");
+    }
+    let sysroot = output(command("rustup").args(["run", "stable", "rustc", "--print", "sysroot"]))
+        .context("no stable toolchain")?;
+    let bare_path = format!("{}/bin:/usr/bin:/bin", sysroot.trim());
+    for tool in ["bpf-linker", "rustup"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .env("PATH", &bare_path)
+            .output()
+            .is_ok_and(|out| out.status.success());
+        if found {
+            bail!("{tool} is on the bare PATH {bare_path}: the check would prove nothing");
+        }
+    }
+    run(Command::new(Path::new(sysroot.trim()).join("bin/cargo"))
+        .args(["test", "--package", "tracer-core", "--quiet"])
+        .current_dir(workspace_root())
+        .env("PATH", &bare_path)
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env(
+            "CARGO_TARGET_DIR",
+            workspace_root().join("target/core-alone"),
+        ))
+}
+
 fn setup() -> Result<()> {
     ensure_bpf_toolchain()?;
     ensure_llvm()?;
@@ -341,6 +404,7 @@ fn main() -> ExitCode {
             if !is_root() {
                 bail!("the kernel tests load eBPF probes: run `cargo xtask test` as root");
             }
+            core_stands_alone()?;
             let venvs = ensure_test_stacks()?;
             let mut test = command("cargo");
             test.args(["test", "--workspace", "--exclude", "tracer-ebpf"])

@@ -7,12 +7,12 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
 use serde_json::json;
-use tracer::analysis::Analyzer;
-use tracer::ingest::Pipeline;
-use tracer::model::Model;
-use tracer::roles::Rules;
-use tracer::sink::NullSink;
 use tracer_bench::HostStream;
+use tracer_core::analysis::Analyzer;
+use tracer_core::ingest::NullSink;
+use tracer_core::ingest::Pipeline;
+use tracer_core::model::Model;
+use tracer_core::roles::Rules;
 
 #[derive(Parser)]
 #[command(

@@ -15,17 +15,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tracer::analysis::Analyzer;
-use tracer::event::{
+use tracer::files::{create_trace, load_rules, open_trace};
+use tracer::sinks::RecordSink;
+use tracer_core::analysis::Analyzer;
+use tracer_core::event::{
     Event, Exec, Exit, Finding, LostCounts, ProcessStart, Rename, Reparent, Signal, Snapshot,
 };
-use tracer::host;
-use tracer::ingest::Pipeline;
-use tracer::live::{self, LiveOptions};
-use tracer::model::Model;
-use tracer::roles::Rules;
-use tracer::sink::RecordSink;
-use tracer::trace::{TraceHeader, TraceReader, TraceWriter};
+use tracer_core::ingest::Pipeline;
+use tracer_core::ingest::Sink;
+use tracer_core::model::Model;
+use tracer_core::replay::ReplaySummary;
+use tracer_core::roles::Rules;
+use tracer_core::trace::TraceHeader;
+use tracer_live::host;
+use tracer_live::live::{self, LiveOptions};
 
 pub const TRACER: &str = env!("CARGO_BIN_EXE_tracer-e2e");
 pub const WORKLOAD: &str = env!("CARGO_BIN_EXE_tracer-workload");
@@ -51,8 +54,8 @@ pub fn kernel_test() -> MutexGuard<'static, ()> {
 }
 
 /// `/proc/PID/stat` parsed the way the tracer parses it (a comm may hold spaces).
-pub fn proc_stat(pid: u32) -> Option<tracer::procfs::Stat> {
-    tracer::procfs::parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+pub fn proc_stat(pid: u32) -> Option<tracer_live::procfs::Stat> {
+    tracer_live::procfs::parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// Peak resident memory of a process, in KiB.
@@ -156,7 +159,7 @@ impl Recording {
     pub fn wait_for(&self, what: &str, wanted: impl Fn(&Event) -> bool) {
         let deadline = Instant::now() + READY_TIMEOUT;
         while Instant::now() < deadline {
-            if let Ok((_, reader)) = TraceReader::open(&self.path)
+            if let Ok(reader) = open_trace(&self.path)
                 && reader.filter_map(Result::ok).any(|event| wanted(&event))
             {
                 return;
@@ -249,7 +252,8 @@ pub struct Trace {
 
 impl Trace {
     pub fn read(path: &Path) -> Trace {
-        let (header, mut reader) = TraceReader::open(path).expect("open trace");
+        let mut reader = open_trace(path).expect("open trace");
+        let header = reader.header().clone();
         let events: Vec<Event> = (&mut reader)
             .map(|e| e.expect("valid trace line"))
             .collect();
@@ -484,7 +488,7 @@ pub fn capture_in_process<T>(
     let mut pipeline = Pipeline::new(
         Model::new(host::clock_tick_ns()),
         Analyzer::new(rules),
-        RecordSink::new(TraceWriter::create(&path).expect("create trace")),
+        RecordSink::new(create_trace(&path).expect("create trace")),
     );
     let (ready_sender, ready) = mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -517,4 +521,24 @@ pub fn capture_in_process<T>(
     let mut trace = Trace::read(&path);
     trace.file = Some((path, dir));
     (pipeline.model, result, trace)
+}
+
+/// Replays a trace file up to `until`, as `tracer replay --at` does.
+pub fn replay<S: Sink>(
+    path: &Path,
+    until: Option<u64>,
+    rules: Option<Rules>,
+    sink: S,
+) -> anyhow::Result<(Pipeline<S>, TraceHeader, ReplaySummary)> {
+    Ok(tracer_core::replay::replay(
+        open_trace(path)?,
+        until,
+        rules,
+        sink,
+    )?)
+}
+
+/// The rules of a rules file, after the built-in ones.
+pub fn rules_file(path: Option<&Path>) -> Rules {
+    load_rules(path).expect("the rules load")
 }

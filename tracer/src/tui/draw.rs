@@ -7,10 +7,10 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row as TableRow, Table, Wrap};
 
-use crate::event::Finding;
-use crate::model::Model;
-use crate::render::{duration, signal_name};
-use crate::sanitize::sanitize;
+use tracer_core::event::Finding;
+use tracer_core::model::Model;
+use tracer_core::sanitize::sanitize;
+use tracer_core::words::{duration, signal_name};
 
 use super::feed::Feed;
 use super::view::{Mode, Row, View};

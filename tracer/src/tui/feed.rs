@@ -4,9 +4,10 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::event::{Event, Finding, ProcessKey};
-use crate::model::Model;
-use crate::render::exit_description;
+use tracer_core::event::{Event, Finding, ProcessKey};
+use tracer_core::ingest::Sink;
+use tracer_core::model::Model;
+use tracer_core::words::exit_description;
 
 /// An exited process, as the tree shows it for a while after its exit.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +49,14 @@ pub struct Feed {
     findings: VecDeque<Finding>,
     /// Findings seen in all, kept or not.
     pub findings_total: u64,
+}
+
+/// The feed of `replay --tui`, kept at each of its timeline's checkpoints.
+impl Sink for Feed {
+    fn event(&mut self, event: &Event, model: &Model) -> std::io::Result<()> {
+        self.observe(event, model);
+        Ok(())
+    }
 }
 
 impl Feed {

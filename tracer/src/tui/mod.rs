@@ -4,7 +4,6 @@
 
 pub mod draw;
 pub mod feed;
-pub mod timeline;
 pub mod view;
 
 use std::io::Stdout;
@@ -18,15 +17,33 @@ use ratatui::Terminal;
 use ratatui::backend::{Backend, CrosstermBackend};
 use tokio::sync::Notify;
 
-use crate::event::Event;
-use crate::ingest::{Sink, Status};
-use crate::model::Model;
-use crate::render::{duration, status_line};
-use crate::trace::TraceHeader;
+use tracer_core::event::Event;
+use tracer_core::ingest::{Sink, Status};
+use tracer_core::model::Model;
+use tracer_core::trace::TraceHeader;
+use tracer_core::words::duration;
+
+use crate::render::status_line;
 
 use draw::Screen;
 use feed::Feed;
 use view::{Action, View};
+
+/// A trace replayed once, with the TUI's feed at each checkpoint.
+pub type Timeline = tracer_core::history::Timeline<Feed>;
+pub type State = tracer_core::history::State<Feed>;
+
+/// The status line of a replayed moment.
+pub fn replayed_status(state: &State) -> String {
+    format!(
+        "{} processes, {} daemonic, {} orphaned | {} events | lost {}",
+        state.model.live_count(),
+        state.model.daemonic_count(),
+        state.model.orphan_count(),
+        state.events,
+        state.model.stats.lost.total()
+    )
+}
 
 /// Draws at most this often, however fast events arrive.
 pub const FRAME_INTERVAL: Duration = Duration::from_millis(100);
@@ -131,19 +148,32 @@ impl TuiSink {
 }
 
 impl Sink for TuiSink {
-    fn header(&mut self, header: &TraceHeader) -> Result<()> {
+    fn header(&mut self, header: &TraceHeader) -> std::io::Result<()> {
         self.started = header.ts;
-        self.term = Some(Term::enter()?);
+        self.term = Some(Term::enter().map_err(std::io::Error::other)?);
         Ok(())
     }
 
-    fn event(&mut self, event: &Event, model: &Model) -> Result<()> {
+    fn event(&mut self, event: &Event, model: &Model) -> std::io::Result<()> {
         self.feed.observe(event, model);
         self.dirty = true;
         Ok(())
     }
 
-    fn flush(&mut self, model: &Model, status: &Status) -> Result<()> {
+    fn flush(&mut self, model: &Model, status: &Status) -> std::io::Result<()> {
+        self.redraw(model, status).map_err(std::io::Error::other)
+    }
+
+    fn finish(&mut self, model: &Model, status: &Status) -> std::io::Result<()> {
+        self.term = None;
+        println!("tracer watch: {}", status_line(model, status));
+        Ok(())
+    }
+}
+
+impl TuiSink {
+    /// Answers the keys waiting, and redraws when they or the model asked for it.
+    fn redraw(&mut self, model: &Model, status: &Status) -> Result<()> {
         let Some(term) = &mut self.term else {
             return Ok(());
         };
@@ -179,40 +209,29 @@ impl Sink for TuiSink {
         }
         Ok(())
     }
-
-    fn finish(&mut self, model: &Model, status: &Status) -> Result<()> {
-        self.term = None;
-        println!("tracer watch: {}", status_line(model, status));
-        Ok(())
-    }
 }
 
 /// `replay --tui`: the same view over a trace, with a time cursor to scrub.
-pub fn replay(
-    name: &str,
-    timeline: &timeline::Timeline,
-    start_at: u64,
-    options: &ViewOptions,
-) -> Result<()> {
+pub fn replay(name: &str, timeline: &Timeline, start_at: u64, options: &ViewOptions) -> Result<()> {
     let mut term = Term::enter()?;
     let mut view = options.view();
     let mut at = start_at;
     let mut step: u64 = 1_000_000_000;
     let mut state = timeline.at(at)?;
     loop {
-        let status = state.status();
+        let status = replayed_status(&state);
         let position = format!(
             "at +{} of {} ({at} ns since boot) | step {} | [ ] step  - + step size  {{ }} findings ({})  0 $ start, end",
             duration(at.saturating_sub(timeline.start())),
             duration(timeline.end().saturating_sub(timeline.start())),
             duration(step),
-            timeline.finding_times().len()
+            timeline.findings().len()
         );
         let screen = Screen {
             name,
             status,
             model: &state.model,
-            feed: &state.feed,
+            feed: &state.sink,
             now: at,
             started: timeline.start(),
             timeline: Some(position),
@@ -237,15 +256,7 @@ pub fn replay(
                 };
                 continue;
             }
-            Action::Finding(forward) => {
-                let times = timeline.finding_times();
-                let found = if forward {
-                    times.iter().copied().find(|&t| t > at)
-                } else {
-                    times.iter().copied().rev().find(|&t| t < at)
-                };
-                found.unwrap_or(at)
-            }
+            Action::Finding(forward) => timeline.findings().next_time(at, forward).unwrap_or(at),
             Action::Edge(end) => {
                 if end {
                     timeline.end()

@@ -11,34 +11,15 @@ use super::draw::Screen;
 use super::feed::Feed;
 use super::view::{Action, Mode, View};
 use super::{ViewOptions, render};
-use crate::analysis::Analyzer;
-use crate::event::Event;
-use crate::fixtures::{self, key};
-use crate::ingest::{Pipeline, Sink, Status};
-use crate::model::Model;
-use crate::roles::Rules;
-use crate::trace::TraceHeader;
+use tracer_core::analysis::Analyzer;
+use tracer_core::event::Event;
+use tracer_core::fixtures::{self, key};
+use tracer_core::ingest::Pipeline;
+use tracer_core::model::Model;
+use tracer_core::roles::Rules;
 
 const TICK: u64 = 10_000_000;
 const S: u64 = 1_000_000_000;
-
-struct FeedOnly(Feed);
-
-impl Sink for FeedOnly {
-    fn header(&mut self, _header: &TraceHeader) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn event(&mut self, event: &Event, model: &Model) -> anyhow::Result<()> {
-        self.0.observe(event, model);
-        Ok(())
-    }
-    fn flush(&mut self, _model: &Model, _status: &Status) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn finish(&mut self, _model: &Model, _status: &Status) -> anyhow::Result<()> {
-        Ok(())
-    }
-}
 
 fn titled(ts: u64, pid: u32, ppid: u32, title: &str) -> Event {
     let Event::Snapshot(mut snapshot) =
@@ -52,11 +33,11 @@ fn titled(ts: u64, pid: u32, ppid: u32, title: &str) -> Event {
 
 /// init; sshd → bash; a Celery main process whose pool worker forks a child and is then
 /// killed: the child is a daemonic orphan under init, the worker an exited tombstone.
-fn host() -> Pipeline<FeedOnly> {
+fn host() -> Pipeline<Feed> {
     let mut pipeline = Pipeline::new(
         Model::new(TICK),
         Analyzer::new(Rules::builtin()),
-        FeedOnly(Feed::default()),
+        Feed::default(),
     );
     let main = key(100, 100 * TICK);
     let worker = key(101, 2 * S);
@@ -82,13 +63,13 @@ fn host() -> Pipeline<FeedOnly> {
     pipeline
 }
 
-fn frame(pipeline: &Pipeline<FeedOnly>, view: &mut View, width: u16, height: u16) -> Buffer {
+fn frame(pipeline: &Pipeline<Feed>, view: &mut View, width: u16, height: u16) -> Buffer {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     let screen = Screen {
         name: "tracer watch",
         status: "5 processes".into(),
         model: &pipeline.model,
-        feed: &pipeline.sink.0,
+        feed: &pipeline.sink,
         now: 5 * S,
         started: S,
         timeline: None,

@@ -5,9 +5,9 @@ use std::collections::{HashMap, HashSet};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::event::ProcessKey;
-use crate::model::{Model, ProcessIndex};
-use crate::sanitize::sanitize;
+use tracer_core::event::ProcessKey;
+use tracer_core::model::{Model, ProcessIndex};
+use tracer_core::sanitize::sanitize;
 
 use super::feed::{Feed, Tombstone};
 

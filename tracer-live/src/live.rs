@@ -1,0 +1,427 @@
+//! Live capture: probes → ingest → model → sink, until told to stop.
+//!
+//! Bootstrap order matters. The probes attach first, then `/proc` is scanned while the ring
+//! buffer keeps being drained; the snapshot is applied, then every event that raced the scan.
+//! The model applies events idempotently by identity, so a process seen both in the snapshot
+//! and in an event is one process, and the events, being newer, win.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+
+use tracer_core::event::{Event, Lost, LostCounts, ProcessKey, Reparent};
+use tracer_core::ingest::{Pipeline, Sink, Status, order};
+use tracer_core::privacy::Privacy;
+use tracer_core::trace::TraceHeader;
+
+use crate::host;
+use crate::latency::Latency;
+use crate::preflight::kernel_release;
+use crate::privileges::{self, Dropped};
+use crate::procfs::ProcFs;
+use crate::{ProbeOptions, Probes};
+use caps::Capability;
+
+/// The biggest record in the ring buffer: an exec with a full path and argument tail, plus
+/// the ring's own record header.
+const MAX_RECORD_BYTES: usize =
+    std::mem::size_of::<tracer_common::ExecRecord>() + tracer_common::EXEC_TAIL_CAP + 8;
+
+/// How long a burst of records gathers before it is read, by default: the p99 latency from
+/// probe to trace stays well under 10 ms, and a busy host pays one wakeup per 5 ms.
+pub const DEFAULT_BATCH_DELAY_MS: u64 = 5;
+
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    pub probes: ProbeOptions,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Most records taken from the ring buffer before they are ingested.
+    pub batch_max: usize,
+    /// While records flow, how often the reader reads the ring: one wakeup per interval
+    /// rather than one per record, and at most this much added latency. Zero reads each
+    /// record as it comes.
+    pub coalesce: Duration,
+    /// How often lost-record counters are read and the sink flushed.
+    pub tick: Duration,
+    /// Redaction and the environment allowlist, applied before events reach the pipeline.
+    pub privacy: Privacy,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            probes: ProbeOptions::default(),
+            duration: None,
+            batch_max: 4096,
+            coalesce: Duration::from_millis(DEFAULT_BATCH_DELAY_MS),
+            tick: Duration::from_millis(250),
+            privacy: Privacy::default(),
+        }
+    }
+}
+
+/// How the kernel's reparent decisions compared with `/proc`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReparentChecks {
+    pub agreed: u64,
+    /// `/proc` still showed the old parent, or the process was gone.
+    pub inconclusive: u64,
+    /// `/proc` showed another parent; the model took it.
+    pub corrected: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct LiveSummary {
+    pub snapshot: usize,
+    pub events: u64,
+    pub lost: LostCounts,
+    pub reparent_checks: ReparentChecks,
+    /// What the tracer kept of its privileges after attaching.
+    pub privileges: Dropped,
+    /// From each kernel record's timestamp to its event having reached the sink (those
+    /// that raced the bootstrap scan excluded).
+    pub latency: Latency,
+}
+
+struct Capture<'a, S> {
+    pipeline: &'a mut Pipeline<S>,
+    procfs: ProcFs,
+    privacy: &'a Privacy,
+    checks: ReparentChecks,
+    lost: LostCounts,
+    /// When the lost-record counters were last read.
+    lost_checked: u64,
+    status: Status,
+    rate_mark: (Instant, u64),
+    latency: Latency,
+    /// Timestamps of the batch being ingested: its latencies are known once it is through.
+    batch_ts: Vec<u64>,
+}
+
+impl<S: Sink> Capture<'_, S> {
+    /// Fills in command lines the probes had to cut, from `/proc`, while the process lives;
+    /// reads the allowlisted environment after an exec; redacts.
+    fn enrich(&self, batch: &mut [Event]) {
+        for event in batch {
+            match event {
+                Event::Exec(exec) => {
+                    let key = ProcessKey {
+                        pid: exec.pid,
+                        start_time: exec.start_time,
+                    };
+                    if exec.cmdline_truncated
+                        && let Some((full, truncated)) = self.procfs.cmdline_of(key)
+                    {
+                        exec.cmdline = full;
+                        exec.cmdline_truncated = truncated;
+                    }
+                    if let Some(env) = self.procfs.allowlisted_env(key, self.privacy) {
+                        exec.env = env;
+                    }
+                }
+                Event::Rename(rename) if rename.cmdline.is_none() || rename.cmdline_truncated => {
+                    let key = ProcessKey {
+                        pid: rename.pid,
+                        start_time: rename.start_time,
+                    };
+                    if let Some((full, truncated)) = self.procfs.cmdline_of(key) {
+                        rename.cmdline = Some(full);
+                        rename.cmdline_truncated = truncated;
+                    }
+                }
+                _ => {}
+            }
+            self.privacy.apply(event);
+        }
+    }
+
+    /// Compares a reparent the model derived with what `/proc` shows now.
+    fn check(&mut self, reparent: &Reparent) -> Option<Event> {
+        let key = ProcessKey {
+            pid: reparent.pid,
+            start_time: reparent.start_time,
+        };
+        match self.procfs.ppid_of(key) {
+            Some(ppid) if ppid == reparent.new_ppid => {
+                self.checks.agreed += 1;
+                None
+            }
+            None => {
+                self.checks.inconclusive += 1;
+                None
+            }
+            Some(ppid) if ppid == reparent.old_ppid => {
+                self.checks.inconclusive += 1;
+                None
+            }
+            Some(ppid) => {
+                self.checks.corrected += 1;
+                Some(Event::Reparent(Reparent::observed(
+                    host::boottime_ns(),
+                    key,
+                    reparent.new_ppid,
+                    ppid,
+                )))
+            }
+        }
+    }
+
+    /// Ingests a batch fresh from the ring buffer, and measures how long its records took to
+    /// get through.
+    fn ingest_timed(&mut self, batch: &mut Vec<Event>) -> Result<()> {
+        self.batch_ts.clear();
+        self.batch_ts.extend(batch.iter().map(Event::ts));
+        self.ingest(batch)?;
+        self.flush()?;
+        let now = host::boottime_ns();
+        for &ts in &self.batch_ts {
+            self.latency.record(now.saturating_sub(ts));
+        }
+        Ok(())
+    }
+
+    fn ingest(&mut self, batch: &mut Vec<Event>) -> Result<()> {
+        self.enrich(batch);
+        order(batch);
+        for event in batch.drain(..) {
+            let derived = self.pipeline.apply(&event)?.to_vec();
+            for derived in derived {
+                if let Event::Reparent(reparent) = &derived
+                    && let Some(correction) = self.check(reparent)
+                {
+                    self.pipeline.apply(&correction)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the lost-record counters; a loss since the last check becomes a `lost` event,
+    /// applied before whatever is ingested next, so the analysis knows of the gap before it
+    /// judges events that came after it.
+    fn poll_lost(&mut self, probes: &Probes) -> Result<()> {
+        let now = host::boottime_ns();
+        let total = probes.lost_counts();
+        let delta = total.since(&self.lost);
+        if delta.total() > 0 {
+            self.lost = total;
+            self.pipeline
+                .apply(&Event::Lost(Lost::new(now, delta, self.lost_checked)))?;
+        }
+        self.lost_checked = now;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.rate_mark.0).as_secs_f64();
+        if elapsed >= 1.0 {
+            self.status.rate = (self.pipeline.events - self.rate_mark.1) as f64 / elapsed;
+            self.rate_mark = (now, self.pipeline.events);
+        }
+        self.status.now_ts = host::boottime_ns();
+        self.status.events = self.pipeline.events;
+        self.status.lost = self.lost;
+        self.pipeline
+            .sink
+            .flush(&self.pipeline.model, &self.status)?;
+        Ok(())
+    }
+}
+
+/// The reader's half of the probes' wakeup policy. While records flow, it reads the ring
+/// every `coalesce` on its own timer and the probes wake nobody; when a read finds the ring
+/// empty, it asks the probes for a wakeup and sleeps until the next record. One wakeup per
+/// batch rather than one per record: on a busy host the wakeups, not the records, cost most.
+struct Reader {
+    coalesce: Duration,
+    /// The last read stopped at its limit: more is waiting, read it without delay.
+    ring_full: bool,
+}
+
+impl Reader {
+    /// Waits for records and decodes up to `max` of them into `batch`. Cancel-safe: whatever
+    /// is not read stays in the ring.
+    async fn next(
+        &mut self,
+        probes: &mut Probes,
+        batch: &mut Vec<Event>,
+        max: usize,
+    ) -> Result<usize> {
+        loop {
+            if !self.ring_full && !self.coalesce.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(self.coalesce) => {}
+                    // The ring is filling: read it now.
+                    woken = probes.wait_for_wakeup() => woken?,
+                }
+            }
+            let mut read = probes.drain_now(batch, max);
+            if read == 0 {
+                probes.request_wakeup();
+                // Records committed before the probes saw the request came without a wakeup.
+                read = probes.drain_now(batch, max);
+            }
+            if read > 0 {
+                self.ring_full = read >= max;
+                return Ok(read);
+            }
+            self.ring_full = false;
+            probes.wait_for_wakeup().await?;
+        }
+    }
+}
+
+/// Captures until `stop` completes (or the duration ends), feeding `pipeline`. `ready` runs
+/// once the probes are attached and the bootstrap is applied.
+pub async fn run<S: Sink>(
+    options: &LiveOptions,
+    pipeline: &mut Pipeline<S>,
+    stop: impl Future<Output = ()>,
+    ready: impl FnOnce(&LiveSummary),
+) -> Result<LiveSummary> {
+    let mut probes = Probes::load(&options.probes)?;
+    // Before any other thread exists: every thread then inherits the reduced set.
+    let hidepid = std::fs::read_to_string("/proc/self/mountinfo")
+        .is_ok_and(|mounts| privileges::proc_hides_pids(&mounts));
+    let keep = if options.privacy.captures_env() || hidepid {
+        &[Capability::CAP_SYS_PTRACE][..]
+    } else {
+        &[]
+    };
+    let privileges = privileges::drop_all_except(keep)?;
+    let started = host::boottime_ns();
+    let tick_ns = host::clock_tick_ns();
+    let procfs = ProcFs::host(tick_ns);
+
+    // Keep draining the ring buffer while /proc is scanned: a big host takes a while.
+    let mut reader = Reader {
+        coalesce: options.coalesce,
+        ring_full: false,
+    };
+    let mut pending = Vec::new();
+    let scanner = procfs.clone();
+    let privacy = options.privacy.clone();
+    let scan = tokio::task::spawn_blocking(move || {
+        let mut snapshot = scanner.snapshot(started);
+        for process in &mut snapshot {
+            let key = ProcessKey {
+                pid: process.pid,
+                start_time: process.start_time,
+            };
+            if let Some(env) = scanner.allowlisted_env(key, &privacy) {
+                process.env = env;
+            }
+            privacy.redact_args(&mut process.cmdline);
+        }
+        snapshot
+    });
+    tokio::pin!(scan);
+    let snapshot = loop {
+        tokio::select! {
+            result = &mut scan => break result.context("the /proc scan failed")?,
+            read = reader.next(&mut probes, &mut pending, usize::MAX) => { read?; }
+        }
+    };
+
+    let mut capture = Capture {
+        pipeline,
+        procfs,
+        privacy: &options.privacy,
+        checks: ReparentChecks::default(),
+        lost: LostCounts::default(),
+        lost_checked: started,
+        status: Status {
+            started_ts: started,
+            now_ts: started,
+            ..Status::default()
+        },
+        rate_mark: (Instant::now(), 0),
+        latency: Latency::default(),
+        batch_ts: Vec::with_capacity(options.batch_max),
+    };
+    let mut header = TraceHeader::new(
+        host::hostname(),
+        kernel_release(),
+        host::boot_id(),
+        started,
+        host::wall_clock_ns(),
+        tick_ns,
+    );
+    header.rules = capture.pipeline.analyzer.rules().user_text.clone();
+    capture.pipeline.sink.header(&header)?;
+    let snapshot_len = snapshot.len();
+    for process in snapshot {
+        capture.pipeline.apply(&Event::Snapshot(process))?;
+    }
+    capture.poll_lost(&probes)?;
+    capture.ingest(&mut pending)?;
+    capture.flush()?;
+    ready(&LiveSummary {
+        snapshot: snapshot_len,
+        events: capture.pipeline.events,
+        privileges: privileges.clone(),
+        ..LiveSummary::default()
+    });
+
+    let deadline = async {
+        match options.duration {
+            Some(duration) => tokio::time::sleep(duration).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline, stop);
+    let mut ticker = tokio::time::interval(options.tick);
+    let mut batch = Vec::with_capacity(options.batch_max);
+    let lost_check_batch = options
+        .batch_max
+        .min(options.probes.ring_bytes as usize / MAX_RECORD_BYTES)
+        .max(1);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stop => break,
+            () = &mut deadline => break,
+            read = reader.next(&mut probes, &mut batch, options.batch_max) => {
+                let read = read?;
+                // Records are lost only when the ring is full, and the batch after a full
+                // ring reaches this size: check the counters before ingesting it.
+                if read >= lost_check_batch {
+                    capture.poll_lost(&probes)?;
+                }
+                capture.ingest_timed(&mut batch)?;
+            }
+            _ = ticker.tick() => {
+                capture.poll_lost(&probes)?;
+                // A record committed just as the reader went to sleep may have come without
+                // a wakeup: it waits at most one tick.
+                if probes.drain_now(&mut batch, options.batch_max) > 0 {
+                    capture.ingest_timed(&mut batch)?;
+                } else {
+                    capture.flush()?;
+                }
+            }
+        }
+    }
+
+    // What the kernel produced before the stop still belongs to the trace.
+    probes.drain_now(&mut batch, usize::MAX);
+    capture.poll_lost(&probes)?;
+    capture.ingest_timed(&mut batch)?;
+    capture.pipeline.finish_analysis()?;
+    capture.flush()?;
+    capture
+        .pipeline
+        .sink
+        .finish(&capture.pipeline.model, &capture.status)?;
+    Ok(LiveSummary {
+        snapshot: snapshot_len,
+        events: capture.pipeline.events,
+        lost: capture.lost,
+        reparent_checks: capture.checks,
+        privileges,
+        latency: capture.latency,
+    })
+}
