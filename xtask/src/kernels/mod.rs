@@ -150,6 +150,8 @@ pub fn run(args: KernelsArgs) -> Result<()> {
     let suite = build_suite()?;
     let filter: &[&str] = if args.smoke { &[SMOKE_FILTER] } else { &[] };
     let root = crate::workspace_root().join("target/kernels");
+    std::fs::create_dir_all(&root)
+        .with_context(|| format!("cannot create {}", root.display()))?;
     let vm_cells: Vec<&&Cell> = cells.iter().filter(|c| c.suite.is_some()).collect();
     let mut guest = None;
     if !vm_cells.is_empty() {
