@@ -150,8 +150,7 @@ pub fn run(args: KernelsArgs) -> Result<()> {
     let suite = build_suite()?;
     let filter: &[&str] = if args.smoke { &[SMOKE_FILTER] } else { &[] };
     let root = crate::workspace_root().join("target/kernels");
-    std::fs::create_dir_all(&root)
-        .with_context(|| format!("cannot create {}", root.display()))?;
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     let vm_cells: Vec<&&Cell> = cells.iter().filter(|c| c.suite.is_some()).collect();
     let mut guest = None;
     if !vm_cells.is_empty() {
@@ -319,7 +318,8 @@ fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
-/// Mounts what a booted system has, then runs the suite with its output on the second serial
+/// Mounts what a booted system has (not /tmp: the initramfs is writable memory already, and
+/// the checkout, with the suite in it, may well live under /tmp), then runs the suite with its output on the second serial
 /// port, between the marks the host looks for. `tracer.probe` on the kernel command line only
 /// says the guest booted (the KVM check).
 fn init_script(command: &str) -> String {
@@ -329,8 +329,6 @@ fn init_script(command: &str) -> String {
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
-mount -t tmpfs tmpfs /run
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 ip link set lo up 2>/dev/null
