@@ -290,6 +290,7 @@ fn rules_lists_the_builtin_rules_after_the_users() {
     );
     let ids: Vec<&str> = rules.iter().map(|(_, id)| id.as_str()).collect();
     for id in [
+        "wrapper",
         "celery.main",
         "celery.pool_worker",
         "airflow3.celery_supervisor",
@@ -326,7 +327,7 @@ daemonic = true
         [
             (user.clone(), "acme.scheduler".to_owned()),
             (user.clone(), "acme.worker".to_owned()),
-            ("built-in rules".to_owned(), "celery.main".to_owned()),
+            ("built-in rules".to_owned(), "wrapper".to_owned()),
         ],
         "{text}"
     );
@@ -340,6 +341,8 @@ daemonic = true
     let worker = &text[text.find("id = \"acme.worker\"").unwrap()..];
     let worker = &worker[..worker.find("\n\n").unwrap()];
     assert!(worker.contains("\ndaemonic = true"), "{worker}");
+    let wrapper = &text[text.find("id = \"wrapper\"").unwrap()..];
+    assert!(wrapper.contains("\nwrapper = true"), "{wrapper}");
 
     // What it prints is a rules file the tracer reads back.
     let printed = write(dir.path(), "printed.toml", &text);

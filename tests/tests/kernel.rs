@@ -1275,6 +1275,121 @@ fn every_bench_workload_is_captured_exactly_at_full_speed() {
     assert!(timed >= starts + execs + exits, "{timed} records timed");
 }
 
+/// Rules that give the kill tests' victims a role, so that their deaths are `killed`
+/// findings whose text the tests read.
+const VICTIM_RULES: &str = r#"
+[[role]]
+id = "test.victim"
+label = "test victim"
+comm = '^tracer-(oom|cpu|pdeath)$'
+"#;
+
+/// Records a held workload whose child is killed, releasing it once the child's exit is in
+/// the trace; returns the workload's report, the child's exit and the `killed` finding
+/// about it.
+fn killed_child(
+    scenario: &[&str],
+) -> (
+    serde_json::Value,
+    tracer_core::event::Exit,
+    tracer_core::event::Finding,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, VICTIM_RULES).unwrap();
+    let recording = Recording::start(&["--rules", rules.to_str().unwrap()]);
+    let held = Held::start(scenario);
+    let report = held.report.clone();
+    let child = pid(&report, "child");
+    recording.wait_for(
+        "the child's exit",
+        |e| matches!(e, Event::Exit(x) if x.pid == child),
+    );
+    held.release();
+    let trace = recording.stop();
+    assert_eq!(report["status"]["signal"], 9, "{report}");
+    let exit = trace
+        .only(
+            "exit of the child",
+            trace.exits().filter(|e| e.pid == child),
+        )
+        .clone();
+    let (pipeline, _, _) = replay(
+        trace.path(),
+        None,
+        None,
+        tracer_core::history::FindingIndex::default(),
+    )
+    .unwrap();
+    let killed: Vec<_> = pipeline
+        .sink
+        .as_slice()
+        .iter()
+        .filter(|f| f.kind == tracer_core::event::FindingKind::Killed && f.pid == child)
+        .cloned()
+        .collect();
+    assert_eq!(killed.len(), 1, "one killed finding: {killed:#?}");
+    (report, exit, killed.into_iter().next().unwrap())
+}
+
+#[test]
+fn an_oom_kill_in_a_memory_cgroup_is_the_kernels_with_the_cgroup_and_its_limit() {
+    let _kernel = kernel_test();
+    let (report, exit, killed) = killed_child(&["oom", "--limit-mib", "64", "--hold"]);
+    assert!(exit.oom_killed, "{exit:?}");
+    let cgroup = exit.memory_cgroup.as_ref().expect("the memory cgroup");
+    assert_eq!(cgroup.id, report["cgroup_id"].as_u64().unwrap());
+    assert_eq!(cgroup.limit_bytes, Some(64 << 20));
+    assert_eq!(cgroup.path.as_deref(), report["cgroup"].as_str());
+    let what = &killed.death.as_ref().unwrap().killer.as_ref().unwrap().what;
+    assert_eq!(
+        what,
+        &format!(
+            "SIGKILL from the kernel (OOM killer, memory cgroup {} limited to 64 MiB)",
+            report["cgroup"].as_str().unwrap()
+        ),
+        "cgroup v1: {}",
+        report["cgroup_v1"]
+    );
+    assert_eq!(
+        killed
+            .death
+            .as_ref()
+            .unwrap()
+            .killer
+            .as_ref()
+            .unwrap()
+            .process
+            .pid,
+        0
+    );
+}
+
+#[test]
+fn an_rlimit_cpu_kill_is_the_kernels() {
+    let _kernel = kernel_test();
+    let (_, exit, killed) = killed_child(&["cpu-limit"]);
+    assert!(!exit.oom_killed);
+    assert_eq!(
+        killed.death.unwrap().killer.unwrap().what,
+        "SIGKILL from the kernel (CPU time limit, RLIMIT_CPU)"
+    );
+}
+
+#[test]
+fn a_parent_death_signal_fired_by_a_thread_is_not_a_kill_by_the_parent() {
+    let _kernel = kernel_test();
+    let (report, _, killed) = killed_child(&["pdeath-thread"]);
+    let (parent, thread) = (pid(&report, "parent"), pid(&report, "thread"));
+    assert_eq!(
+        killed.death.unwrap().killer.unwrap().what,
+        format!(
+            "SIGKILL, its parent's death signal (PR_SET_PDEATHSIG), fired as thread {thread} \
+             of {parent}, the thread that had forked it, exited while {parent} lived on"
+        )
+    );
+}
+
 /// The fast subset `cargo xtask kernels --smoke` runs on every kernel of the matrix: the
 /// host check, then one recording that holds every kind of kernel record and an orphan.
 mod smoke {

@@ -634,6 +634,143 @@ fn a_celery_task_hits_its_hard_time_limit_and_another_leaves_a_child() {
     );
 }
 
+/// A memory cgroup of the test's own, limited to `limit` bytes, removed when dropped (after
+/// the session in it).
+struct MemoryCgroup {
+    dir: std::path::PathBuf,
+    relative: String,
+}
+
+impl MemoryCgroup {
+    fn new(limit: u64) -> MemoryCgroup {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mount = tracer_live::procfs::memory_cgroup_mount(&mountinfo).expect("memory cgroups");
+        let relative = format!("tracer-celery-oom-{}", std::process::id());
+        let dir = mount.join(&relative);
+        let v1 = dir.parent().unwrap().join("memory.limit_in_bytes").exists();
+        if !v1 {
+            let _ = std::fs::write(mount.join("cgroup.subtree_control"), "+memory");
+        }
+        std::fs::create_dir(&dir).expect("create the memory cgroup");
+        let limit_file = if v1 {
+            "memory.limit_in_bytes"
+        } else {
+            "memory.max"
+        };
+        std::fs::write(dir.join(limit_file), limit.to_string()).expect("limit it");
+        MemoryCgroup {
+            dir,
+            relative: format!("/{relative}"),
+        }
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::remove_dir(&self.dir).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A Celery worker started as fleets start it, through `timeout -s KILL`, named with
+/// Celery's `%h`, in a memory cgroup of 512 MiB; a task allocates until the kernel's OOM
+/// killer ends its pool worker. The kill is the kernel's (never a process's), with the
+/// cgroup and its limit; `timeout` takes no role; the worker is `oom@HOST`, not `oom@%h`.
+#[test]
+fn a_celery_pool_worker_killed_by_the_oom_killer_under_timeout() {
+    let _kernel = kernel_test();
+    let started = Instant::now();
+    let redis = Redis::start();
+    let broker = format!("redis://127.0.0.1:{}/0", redis.port);
+    let app = scenarios().join("celery_app");
+    let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib");
+    let cgroup = MemoryCgroup::new(512 << 20);
+    let recording = Recording::start(&[]);
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec timeout -s KILL 300 {} -A tasks worker --pool prefork \
+         --concurrency 2 -n oom@%h --without-mingle --without-gossip --without-heartbeat \
+         --loglevel WARNING",
+        cgroup.dir.display(),
+        venv_bin("celery", "celery").display()
+    );
+    let worker = Session::start(
+        Command::new("sh")
+            .args(["-c", &script])
+            .current_dir(&app)
+            .env("LINEAGE_BROKER", &broker)
+            .env("PYTHONPATH", &contrib),
+    );
+    let mut sender = Session::start(
+        Command::new(venv_bin("celery", "python3"))
+            .args([text(&app.join("client.py")), "oom"])
+            .current_dir(&app)
+            .env("LINEAGE_BROKER", &broker)
+            .env("PYTHONPATH", &contrib),
+    );
+    let report = sender.report();
+    sender.wait();
+    let trace = recording.stop();
+    let leader = worker.sid() as u32;
+    drop(worker);
+    tally(
+        "Celery pool worker OOM-killed under timeout",
+        &trace,
+        started,
+    );
+    assert_eq!(report["hog"], "WorkerLostError", "{report}");
+    let host = trace.header.host.clone();
+
+    let killed: Vec<_> = findings(&trace, FindingKind::Killed).collect();
+    assert_eq!(killed.len(), 1, "{killed:#?}");
+    let death = killed[0].death.as_ref().unwrap();
+    let killer = death.killer.as_ref().unwrap();
+    assert_eq!(killer.process.pid, 0, "the kernel, not a process");
+    assert_eq!(
+        killer.what,
+        format!(
+            "SIGKILL from the kernel (OOM killer, memory cgroup {} limited to 512 MiB)",
+            cgroup.relative
+        )
+    );
+    assert_eq!(
+        killed[0].process.role.as_deref(),
+        Some("celery.pool_worker")
+    );
+    assert_eq!(
+        killed[0].identity.get("celery_node"),
+        Some(&format!("oom@{host}")),
+        "%h expanded as Celery does"
+    );
+
+    // `timeout` (the session leader, exec'd by sh) is a wrapper: no role.
+    let roles = roles_seen(&trace, None);
+    assert!(
+        roles.values().all(|pids| !pids.contains_key(&leader)),
+        "timeout took a role: {roles:?}"
+    );
+    let mains: Vec<u32> = roles["celery.main"].keys().copied().collect();
+    assert_eq!(mains.len(), 1, "{roles:?}");
+    assert_ne!(mains[0], leader);
+
+    let text = report_of(&trace);
+    assert!(!text.contains("%h"), "{text}");
+    let headings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("Celery worker"))
+        .collect();
+    assert_eq!(headings, [format!("Celery worker oom@{host}").as_str()]);
+    let block = report_block(&text, "  Celery prefork pool worker");
+    assert!(
+        block.iter().any(|l| l.contains(&format!(
+            "was killed by SIGKILL from the kernel (OOM killer, memory cgroup {} limited to 512 MiB)",
+            cgroup.relative
+        ))),
+        "{block:#?}"
+    );
+}
+
 #[test]
 fn plain_celery_tasks_give_no_findings() {
     let _kernel = kernel_test();

@@ -329,3 +329,43 @@ fn a_flood_is_survived_with_every_loss_counted_and_gaps_marked_uncertain() {
         assert!(reason.contains("kernel records were lost"), "{reason}");
     }
 }
+
+/// A recorder that was descheduled while a flood filled its 32 MiB ring has a backlog of
+/// hundreds of thousands of records and reads full batch after full batch. A SIGTERM then
+/// must still stop it within a second (systemd's SIGKILL would follow), with what it read
+/// written and every record it did not read counted as lost, never dropped silently.
+#[test]
+fn a_stop_under_a_backlog_takes_effect_within_a_second_and_counts_what_was_left() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    recording.signal(Signal::SIGSTOP);
+    let report = support::generate(support::LOAD, &["fork-exit", "--seconds", "6"]);
+    recording.signal(Signal::SIGCONT);
+    // Let it start on the backlog, then stop it as a service manager does.
+    std::thread::sleep(Duration::from_millis(100));
+    let asked = Instant::now();
+    let trace = recording.stop_with(Signal::SIGTERM);
+    let took = asked.elapsed();
+    let forks = report["forks"].as_u64().unwrap();
+    let lost = trace.lost();
+    let captured = trace.starts().filter(|s| s.comm == "tracer-load").count() as u64;
+    println!(
+        "{forks} processes forked while stalled; stop took {took:?}; captured {captured} \
+         starts, lost {lost:?}"
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "the stop took {took:?}:\n{}",
+        trace.stderr
+    );
+    assert!(
+        captured + lost.process_start >= forks,
+        "starts: every one read or counted"
+    );
+    assert!(lost.total() > 0, "the backlog was not all read");
+    assert!(
+        trace.stderr.contains("tracer: recorded"),
+        "{}",
+        trace.stderr
+    );
+}

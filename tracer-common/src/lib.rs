@@ -147,6 +147,13 @@ pub struct ExitRecord {
     pub pgid: u32,
     pub sid: u32,
     pub comm: [u8; TASK_COMM_LEN],
+    /// Nonzero when the OOM killer chose this process (`signal_struct::oom_mm` is set).
+    pub oom_victim: u32,
+    pub _pad: u32,
+    /// With `oom_victim`: the kernfs id of its memory cgroup's directory (its inode), and
+    /// that cgroup's memory limit in pages (`page_counter::max`); 0 where unknown.
+    pub memcg_id: u64,
+    pub memcg_max_pages: u64,
 }
 
 /// `task_rename` of a group leader outside `execve` (`prctl(PR_SET_NAME)`, `/proc/PID/comm`).
@@ -189,12 +196,28 @@ pub struct SignalRecord {
     pub result: i32,
     pub sender_start_time: u64,
     pub sender_comm: [u8; TASK_COMM_LEN],
+    /// `SENDER_*` bits: what the sending thread was doing.
+    pub sender_flags: u32,
+    /// The target's `PR_SET_PDEATHSIG` signal (0 for none).
+    pub target_pdeath_signal: u32,
 }
 
+/// [`SignalRecord::sender_flags`]: the sending thread is exiting (`PF_EXITING`), as one that
+/// sends its children's parent-death signals is.
+pub const SENDER_EXITING: u32 = 1;
+/// [`SignalRecord::sender_flags`]: the sender's whole thread group is exiting (its live
+/// count is zero): a parent-death signal then means the parent process died.
+pub const SENDER_GROUP_DEAD: u32 = 2;
+
+/// `task_struct::flags` bit of a task in `do_exit` (`PF_EXITING`), a `#define` with this value
+/// since Linux 2.6.
+pub const PF_EXITING: u32 = 0x0000_0004;
+
 /// The terminating signals reported by default (bit N = signal N): SIGHUP, SIGINT, SIGQUIT,
-/// SIGABRT, SIGKILL, SIGUSR1, SIGTERM.
+/// SIGABRT, SIGKILL, SIGUSR1, SIGTERM, and SIGXCPU (the kernel's warning before it kills for
+/// RLIMIT_CPU).
 pub const DEFAULT_SIGNAL_MASK: u64 =
-    (1 << 1) | (1 << 2) | (1 << 3) | (1 << 6) | (1 << 9) | (1 << 10) | (1 << 15);
+    (1 << 1) | (1 << 2) | (1 << 3) | (1 << 6) | (1 << 9) | (1 << 10) | (1 << 15) | (1 << 24);
 
 /// Entries of the kernel layout table handed to the probes at load time. Userspace resolves
 /// each from the running kernel's BTF; the probes never assume a layout.
@@ -242,10 +265,22 @@ pub enum Layout {
     SiginfoCode,
     PidTypePgid,
     PidTypeSid,
+    TaskFlags,
+    TaskPdeathSignal,
+    /// Optional from here on: 0 where the kernel lacks it (no memory cgroups, say).
+    SignalOomMm,
+    CssSetSubsys,
+    MemoryCgrpId,
+    CssCgroup,
+    MemCgroupCss,
+    MemCgroupMemory,
+    PageCounterMax,
+    /// 1 when every memory cgroup entry above resolved (their offsets may well be 0).
+    MemcgAvailable,
 }
 
 /// Number of [`Layout`] entries.
-pub const LAYOUT_LEN: usize = Layout::PidTypeSid as usize + 1;
+pub const LAYOUT_LEN: usize = Layout::MemcgAvailable as usize + 1;
 
 /// The table itself: `table[Layout::X as usize]`.
 pub type LayoutTable = [u32; LAYOUT_LEN];

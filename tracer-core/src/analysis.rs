@@ -12,7 +12,7 @@ use crate::event::{
     ReparentSource, SpawnHow,
 };
 use crate::model::{Model, Origin, Process, ProcessIndex, SignalInfo, TitleSource};
-use crate::roles::{Classification, Evidence, Identity, Rules, Subject};
+use crate::roles::{Classification, Evidence, Identity, Rules, Subject, expand_celery_node};
 use crate::words::{duration, exit_description, signal_name};
 
 /// A daemonic spawn is reported once the child shows how it was started: when it execs or
@@ -32,6 +32,7 @@ const ESCALATION_STEP_NS: u64 = 6_000_000_000;
 const HARD_TIME_LIMIT_KILL_NS: u64 = 2_000_000_000;
 
 const SIGKILL: i32 = 9;
+const SIGXCPU: i32 = 24;
 /// `si_code` of signals the kernel generates itself.
 const SI_KERNEL: i32 = 0x80;
 
@@ -55,6 +56,8 @@ pub struct Analyzer {
     /// Celery pool worker retitles itself between its hard time limit's SIGTERM and SIGKILL,
     /// which would drop the task it died running.
     signalled: FxHashMap<ProcessKey, (u64, Identity)>,
+    /// The traced host's name, which Celery's `%h` in node names stands for.
+    host: String,
 }
 
 /// Past this many signalled processes, those whose signals are older than an escalation are
@@ -144,9 +147,97 @@ fn role_id(process: Option<&Process>) -> Option<&str> {
         .map(|r| r.id.as_str())
 }
 
-/// Who sent the last `sig` to `victim`, and what the kill was.
-fn killer(model: &Model, victim: &Process, sig: i32) -> Option<Killer> {
-    let signal = victim.signals.iter().rev().find(|s| s.sig == sig)?;
+/// The signal that killed `victim` with `sig`: the first delivered SIGKILL (a later one finds
+/// the process already dying and is ignored, or merely pending), or the last delivered
+/// signal of a catchable number (an earlier one may have been caught). Signals the kernel
+/// ignored or left pending never count.
+fn fatal_signal(victim: &Process, sig: i32) -> Option<&SignalInfo> {
+    let mut delivered = victim
+        .signals
+        .iter()
+        .filter(|s| s.sig == sig && s.result.delivered());
+    if sig == SIGKILL {
+        delivered.next()
+    } else {
+        delivered.next_back()
+    }
+}
+
+/// What the kernel's own kill of `victim` was, as far as the trace tells.
+fn kernel_cause(victim: &Process, exit: &Exit, signal: Option<&SignalInfo>) -> Option<String> {
+    if exit.oom_killed {
+        let mut cause = "OOM killer".to_owned();
+        if let Some(cgroup) = &exit.memory_cgroup {
+            match &cgroup.path {
+                Some(path) => cause.push_str(&format!(", memory cgroup {path}")),
+                None => cause.push_str(&format!(", memory cgroup {}", cgroup.id)),
+            }
+            if let Some(limit) = cgroup.limit_bytes {
+                cause.push_str(&format!(" limited to {}", bytes(limit)));
+            }
+        }
+        return Some(cause);
+    }
+    // RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL at the hard one, both the kernel's.
+    let cpu_warning = victim
+        .signals
+        .iter()
+        .any(|s| s.sig == SIGXCPU && s.code == SI_KERNEL);
+    let sig = signal.map(|s| s.sig).or(exit.signal)?;
+    (sig == SIGXCPU || (sig == SIGKILL && cpu_warning))
+        .then(|| "CPU time limit, RLIMIT_CPU".to_owned())
+}
+
+/// `64 MiB`, `1.5 GiB`, `4096 bytes`.
+fn bytes(count: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    match count {
+        0..MIB => format!("{count} bytes"),
+        MIB..1_073_741_824 if count.is_multiple_of(MIB) => format!("{} MiB", count / MIB),
+        MIB..1_073_741_824 => format!("{:.1} MiB", count as f64 / MIB as f64),
+        _ => format!("{:.1} GiB", count as f64 / 1_073_741_824.0),
+    }
+}
+
+/// The kernel as a killer: never a process, whichever task was current when it sent.
+fn the_kernel() -> ProcessSketch {
+    ProcessSketch {
+        pid: 0,
+        start_time: 0,
+        title: "[kernel]".to_owned(),
+        role: None,
+        role_label: None,
+        daemonic: false,
+        exited: false,
+    }
+}
+
+/// Who killed `victim` (its exit says how), and what the kill was.
+fn killer(model: &Model, victim: &Process, exit: &Exit) -> Option<Killer> {
+    let sig = exit.signal?;
+    let name = signal_name(sig);
+    let Some(signal) = fatal_signal(victim, sig) else {
+        // The signal record was lost or filtered; the exit still says the OOM killer chose it.
+        let cause = kernel_cause(victim, exit, None).filter(|_| exit.oom_killed)?;
+        return Some(Killer {
+            process: the_kernel(),
+            sig,
+            what: format!("{name} from the kernel ({cause})"),
+        });
+    };
+    // A kernel-made signal (`SEND_SIG_PRIV`) is sent from whatever task is current: the OOM
+    // killer runs in the allocating task, RLIMIT_CPU in the timer's. It names no process.
+    if signal.code == SI_KERNEL {
+        let what = match kernel_cause(victim, exit, Some(signal)) {
+            Some(cause) => format!("{name} from the kernel ({cause})"),
+            None => format!("{name} from the kernel"),
+        };
+        return Some(Killer {
+            process: the_kernel(),
+            sig,
+            what,
+        });
+    }
     let sender = find_any(model, signal.sender).map(|i| model.get(i));
     let process = sender.map(sketch).unwrap_or_else(|| ProcessSketch {
         pid: signal.sender.pid,
@@ -176,17 +267,21 @@ fn killer(model: &Model, victim: &Process, sig: i32) -> Option<Killer> {
     let hard_time_limit = steps
         .last()
         .is_some_and(|s| signal.ts.saturating_sub(s.ts) < HARD_TIME_LIMIT_KILL_NS);
+    // Traces from before the probes told an exiting sender apart: the parent's exit first.
     let parent_died_first = sender.is_some_and(|s| {
         s.key.pid == victim.original_ppid && s.exit.as_ref().is_some_and(|e| e.ts <= signal.ts)
     });
-    let name = signal_name(sig);
     let pid = signal.sender.pid;
-    let what = if signal.code == SI_KERNEL && pid == 0 {
-        format!("{name} from the kernel")
+    let what = if signal.parent_death && !signal.sender_group_exiting {
+        format!(
+            "{name}, its parent's death signal (PR_SET_PDEATHSIG), fired as thread {} of {pid}, \
+             the thread that had forked it, exited while {pid} lived on",
+            signal.sender_tid
+        )
+    } else if signal.parent_death || parent_died_first {
+        format!("{name}, its parent's death signal (PR_SET_PDEATHSIG), as {pid} died")
     } else if signal.sender == victim.key {
         format!("{name} it sent itself")
-    } else if parent_died_first {
-        format!("{name}, its parent's death signal (PR_SET_PDEATHSIG), as {pid} died")
     } else {
         let pattern = match (sender_role, victim_role) {
             (Some("celery.main"), Some("celery.pool_worker"))
@@ -229,7 +324,7 @@ fn escalation<'a>(victim: &'a Process, kill: &SignalInfo) -> Vec<&'a SignalInfo>
         .rev()
         .skip_while(|s| !std::ptr::eq(*s, kill))
         .skip(1);
-    for step in earlier.filter(|s| s.sender == kill.sender) {
+    for step in earlier.filter(|s| s.sender == kill.sender && s.result.delivered()) {
         if next_ts.saturating_sub(step.ts) >= ESCALATION_STEP_NS {
             break;
         }
@@ -243,7 +338,7 @@ fn escalation<'a>(victim: &'a Process, kill: &SignalInfo) -> Vec<&'a SignalInfo>
 }
 
 fn death(model: &Model, process: &Process, exit: &Exit) -> Death {
-    let killer = exit.signal.and_then(|sig| killer(model, process, sig));
+    let killer = killer(model, process, exit);
     let description = match &killer {
         Some(killer) => {
             let core = if exit.core_dumped {
@@ -273,7 +368,13 @@ impl Analyzer {
             orphans: FxHashSet::default(),
             gaps: Vec::new(),
             signalled: FxHashMap::default(),
+            host: String::new(),
         }
+    }
+
+    /// The host the events come from (the trace header's), for Celery's `%h` and kin.
+    pub fn set_host(&mut self, host: &str) {
+        host.clone_into(&mut self.host);
     }
 
     /// Remembers `target`'s identity as of the first signal of a series (see `signalled`).
@@ -408,6 +509,11 @@ impl Analyzer {
             identity.extend(own);
             role
         });
+        if let Some(node) = identity.get_mut("celery_node")
+            && node.contains('%')
+        {
+            *node = expand_celery_node(node, &self.host);
+        }
         if let Some(role) = role.as_ref().filter(|r| r.daemonic_root) {
             daemonic.push(Evidence {
                 pid: process.key.pid,
@@ -682,6 +788,8 @@ impl Analyzer {
                 pgid: d.pgid,
                 sid: d.sid,
                 comm: d.comm.clone(),
+                oom_killed: info.oom_killed,
+                memory_cgroup: info.memory_cgroup.clone(),
             };
             Some(death(model, d, &exit))
         });
@@ -725,6 +833,7 @@ impl Analyzer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{MemoryCgroup, Signal, SignalResult};
     use crate::fixtures::{self, key};
     use crate::history::FindingIndex;
     use crate::ingest::Pipeline;
@@ -1546,6 +1655,165 @@ mod tests {
         assert_eq!(
             what,
             "SIGKILL, its parent's death signal (PR_SET_PDEATHSIG), as 600 died"
+        );
+    }
+
+    /// A Celery pool worker 11 (parent 10, the main process) and its task child 12.
+    fn celery_pool() -> Host {
+        let mut host = Host::new();
+        host.snapshot(10, 1, "[celeryd: w1@host:MainProcess] -active- (worker)");
+        host.fork(11, 10);
+        host.rename(11, "[celeryd: w1@host:ForkPoolWorker-1]");
+        host
+    }
+
+    /// A signal from `sender` with the kernel's `si_code` and result as the probe saw them.
+    fn raw_signal(host: &mut Host, target: u32, sender: u32, sig: i32, edit: impl Fn(&mut Signal)) {
+        let ts = host.tick(1);
+        let (target, sender) = (host.key(target), host.key(sender));
+        let Event::Signal(mut signal) = fixtures::signal(ts, target, sender, sig) else {
+            unreachable!()
+        };
+        edit(&mut signal);
+        host.apply(Event::Signal(signal));
+    }
+
+    fn exit_with(host: &mut Host, pid: u32, signal: i32, edit: impl Fn(&mut Exit)) {
+        let ts = host.tick(1);
+        let process = host.pipeline.model.live(pid).unwrap();
+        let (process, ppid) = (process.key, process.ppid);
+        let Event::Exit(mut exit) = fixtures::exit(ts, process, ppid, (None, Some(signal)), 1)
+        else {
+            unreachable!()
+        };
+        edit(&mut exit);
+        host.apply(Event::Exit(exit));
+    }
+
+    #[test]
+    fn an_oom_kill_is_the_kernels_whichever_task_was_current() {
+        let mut host = celery_pool();
+        // The OOM killer runs in the allocating task: here the victim itself.
+        raw_signal(&mut host, 11, 11, 9, |s| s.code = SI_KERNEL);
+        exit_with(&mut host, 11, 9, |e| {
+            e.oom_killed = true;
+            e.memory_cgroup = Some(MemoryCgroup::new(
+                4242,
+                Some("/workers".into()),
+                Some(64 << 20),
+            ));
+        });
+        let killed = host.findings(FindingKind::Killed);
+        assert_eq!(killed.len(), 1);
+        assert_eq!(
+            killer_of(killed[0]),
+            "SIGKILL from the kernel (OOM killer, memory cgroup /workers limited to 64 MiB)"
+        );
+        let killer = killed[0].death.as_ref().unwrap().killer.as_ref().unwrap();
+        assert_eq!(killer.process.pid, 0, "no process is named as the sender");
+    }
+
+    #[test]
+    fn a_kernel_kill_without_its_signal_record_is_still_the_oom_killers() {
+        let mut host = celery_pool();
+        exit_with(&mut host, 11, 9, |e| e.oom_killed = true);
+        assert_eq!(
+            killer_of(host.findings(FindingKind::Killed)[0]),
+            "SIGKILL from the kernel (OOM killer)"
+        );
+    }
+
+    #[test]
+    fn rlimit_cpu_kills_are_the_kernels_too() {
+        let mut host = celery_pool();
+        raw_signal(&mut host, 11, 10, SIGXCPU, |s| s.code = SI_KERNEL);
+        raw_signal(&mut host, 11, 10, 9, |s| s.code = SI_KERNEL);
+        exit_with(&mut host, 11, 9, |_| {});
+        assert_eq!(
+            killer_of(host.findings(FindingKind::Killed)[0]),
+            "SIGKILL from the kernel (CPU time limit, RLIMIT_CPU)"
+        );
+    }
+
+    #[test]
+    fn the_killer_is_the_first_delivered_sigkill_not_a_later_ignored_one() {
+        let mut host = celery_pool();
+        host.snapshot(20, 1, "/usr/bin/bash");
+        host.signal(11, 10, 15, 10);
+        host.signal(11, 10, 9, 100);
+        // A second sender's SIGKILL while the worker dies: ignored by the kernel.
+        raw_signal(&mut host, 11, 20, 9, |s| s.result = SignalResult::Ignored);
+        raw_signal(&mut host, 11, 10, 15, |s| {
+            s.result = SignalResult::AlreadyPending
+        });
+        host.exit(11, None, Some(9));
+        assert_eq!(
+            killer_of(host.findings(FindingKind::Killed)[0]),
+            "SIGKILL from 10, the Celery main process enforcing a hard time limit \
+             (SIGTERM, then SIGKILL 100ms later)"
+        );
+    }
+
+    #[test]
+    fn a_parent_death_signal_from_an_exiting_thread_is_not_a_kill_by_the_parent() {
+        let mut host = celery_pool();
+        host.fork(12, 11);
+        raw_signal(&mut host, 12, 11, 9, |s| {
+            s.sender_tid = 13;
+            s.sender_exiting = true;
+            s.target_pdeath_signal = 9;
+        });
+        let process = host.pipeline.model.live(12).unwrap().clone();
+        let what = killer(&host.pipeline.model, &process, &fixture_exit(&process))
+            .unwrap()
+            .what;
+        assert_eq!(
+            what,
+            "SIGKILL, its parent's death signal (PR_SET_PDEATHSIG), fired as thread 13 of 11, \
+             the thread that had forked it, exited while 11 lived on"
+        );
+        // The same signal sent as the parent's last thread exits: the parent died.
+        let mut host = celery_pool();
+        host.fork(12, 11);
+        raw_signal(&mut host, 12, 11, 9, |s| {
+            s.sender_exiting = true;
+            s.sender_group_exiting = true;
+            s.target_pdeath_signal = 9;
+        });
+        let process = host.pipeline.model.live(12).unwrap().clone();
+        let what = killer(&host.pipeline.model, &process, &fixture_exit(&process))
+            .unwrap()
+            .what;
+        assert_eq!(
+            what,
+            "SIGKILL, its parent's death signal (PR_SET_PDEATHSIG), as 11 died"
+        );
+    }
+
+    fn fixture_exit(process: &Process) -> Exit {
+        let Event::Exit(exit) = fixtures::exit(
+            process.key.start_time + 1,
+            process.key,
+            process.ppid,
+            (None, Some(9)),
+            1,
+        ) else {
+            unreachable!()
+        };
+        exit
+    }
+
+    #[test]
+    fn celery_node_names_from_command_lines_are_expanded_with_the_traced_host() {
+        let mut host = Host::new();
+        let mut header = fixtures::header();
+        header.host = "vm".into();
+        host.pipeline.header(&header).unwrap();
+        host.snapshot(30, 1, "/venv/bin/celery -A app worker -n repro@%h");
+        let main = host.pipeline.model.live(30).unwrap();
+        assert_eq!(
+            main.class.identity.get("celery_node").map(String::as_str),
+            Some("repro@vm")
         );
     }
 }

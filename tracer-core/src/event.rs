@@ -119,6 +119,36 @@ pub struct Exit {
     pub pgid: u32,
     pub sid: u32,
     pub comm: String,
+    /// The kernel's OOM killer chose it (`signal_struct::oom_mm` was set when it exited).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub oom_killed: bool,
+    /// With `oom_killed`: the memory cgroup it ran in, as far as known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_cgroup: Option<MemoryCgroup>,
+}
+
+/// A memory cgroup as the exit of an OOM-killed process names it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MemoryCgroup {
+    /// The kernfs id of its directory (the directory's inode number).
+    pub id: u64,
+    /// Its path below the memory controller's mount, when the live tracer found it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Its memory limit (`memory.max`, v1's `memory.limit_in_bytes`); none when unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_bytes: Option<u64>,
+}
+
+impl MemoryCgroup {
+    pub fn new(id: u64, path: Option<String>, limit_bytes: Option<u64>) -> MemoryCgroup {
+        MemoryCgroup {
+            id,
+            path,
+            limit_bytes,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -151,6 +181,12 @@ pub enum SignalResult {
 }
 
 impl SignalResult {
+    /// Whether the signal was queued for the target: ignored and already-pending ones never
+    /// acted.
+    pub fn delivered(self) -> bool {
+        matches!(self, SignalResult::Delivered | SignalResult::LoseInfo)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             SignalResult::Delivered => "delivered",
@@ -178,6 +214,26 @@ pub struct Signal {
     /// `si_code`: 0 kill(2), -6 tgkill(2), 128 the kernel, ...
     pub code: i32,
     pub result: SignalResult,
+    /// The thread that generated it (0 in traces from before it was recorded).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub sender_tid: u32,
+    /// The sending thread was exiting, as one sending its children's parent-death signals is.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sender_exiting: bool,
+    /// ... and its whole process with it (its last thread).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sender_group_exiting: bool,
+    /// The target's parent-death signal (`PR_SET_PDEATHSIG`), 0 for none.
+    #[serde(default, skip_serializing_if = "is_zero_i32")]
+    pub target_pdeath_signal: i32,
+}
+
+fn is_zero_u32(value: &u32) -> bool {
+    *value == 0
+}
+
+fn is_zero_i32(value: &i32) -> bool {
+    *value == 0
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -498,6 +554,8 @@ mod tests {
             pgid: 10,
             sid: 1,
             comm: "sleep".into(),
+            oom_killed: false,
+            memory_cgroup: None,
         });
         let line = serde_json::to_string(&event).unwrap();
         assert!(

@@ -115,6 +115,10 @@ pub fn signal(ts: u64, target: ProcessKey, sender: ProcessKey, sig: i32) -> Even
         sig,
         code: 0,
         result: SignalResult::Delivered,
+        sender_tid: sender.pid,
+        sender_exiting: false,
+        sender_group_exiting: false,
+        target_pdeath_signal: 0,
     })
 }
 
@@ -137,5 +141,7 @@ pub fn exit(
         pgid: process.pid,
         sid: 1,
         comm: "worker".into(),
+        oom_killed: false,
+        memory_cgroup: None,
     })
 }

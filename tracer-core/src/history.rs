@@ -357,7 +357,7 @@ impl<S: Sink + Clone + Default> Timeline<S> {
             Analyzer::new(rules),
             Tee(History::default(), S::default()),
         );
-        pipeline.sink.header(header)?;
+        pipeline.header(header)?;
         let mut checkpoints = Vec::new();
         let mut max_ts = header.ts;
         for (i, event) in events.iter().enumerate() {

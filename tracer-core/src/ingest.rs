@@ -153,6 +153,12 @@ impl<S: Sink> Pipeline<S> {
         }
     }
 
+    /// The trace's header, before any event: the analysis learns the host, the sink the rest.
+    pub fn header(&mut self, header: &TraceHeader) -> Result<()> {
+        self.analyzer.set_host(&header.host);
+        self.sink.header(header)
+    }
+
     /// Applies one event to the model and the analysis, then passes it, what the model
     /// derived from it (reparents) and what the analysis found to the sink. Returns the
     /// model's derived events.

@@ -13,8 +13,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{
-    Environment, Event, Exec, Exit, LostCounts, ProcessKey, ProcessStart, Rename, Reparent,
-    ReparentSource, Signal, Snapshot,
+    Environment, Event, Exec, Exit, LostCounts, MemoryCgroup, ProcessKey, ProcessStart, Rename,
+    Reparent, ReparentSource, Signal, SignalResult, Snapshot,
 };
 use crate::roles::Classification;
 
@@ -29,7 +29,7 @@ pub const UNKNOWN_PARENT: u32 = 0;
 
 /// Terminating signals remembered per process: enough for the longest escalation seen on
 /// these hosts (Airflow 3's SIGINT, SIGTERM, SIGKILL) and one more.
-const SIGNAL_HISTORY: usize = 4;
+const SIGNAL_HISTORY: usize = 8;
 
 /// How many exited identities the model remembers, so that an event arriving after its
 /// process's exit cannot bring the process back.
@@ -55,6 +55,11 @@ pub struct ExitInfo {
     /// False when the process vanished without an exit event (its pid came back as another
     /// process): the exit was lost.
     pub observed: bool,
+    /// The OOM killer chose it, and the memory cgroup it ran in.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub oom_killed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_cgroup: Option<MemoryCgroup>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,6 +92,35 @@ pub struct SignalInfo {
     pub code: i32,
     pub sender: ProcessKey,
     pub sender_comm: String,
+    /// What the kernel did with it: only a delivered signal can have killed.
+    #[serde(default = "delivered", skip_serializing_if = "is_delivered")]
+    pub result: SignalResult,
+    /// The sending thread, when the trace says.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sender_tid: u32,
+    /// It was the target's parent-death signal, sent by an exiting thread: the kernel's
+    /// doing as a parent thread exits, not a deliberate kill.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub parent_death: bool,
+    /// With `parent_death`: the sender's whole process was exiting (not one thread of it).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sender_group_exiting: bool,
+}
+
+fn delivered() -> SignalResult {
+    SignalResult::Delivered
+}
+
+fn is_delivered(result: &SignalResult) -> bool {
+    *result == SignalResult::Delivered
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -401,6 +435,8 @@ impl Model {
                 signal: None,
                 core_dumped: false,
                 observed: false,
+                oom_killed: false,
+                memory_cgroup: None,
             },
         );
         true
@@ -804,6 +840,10 @@ impl Model {
                     start_time: e.sender_start_time,
                 },
                 sender_comm: e.sender_comm.clone(),
+                result: e.result,
+                sender_tid: e.sender_tid,
+                parent_death: e.target_pdeath_signal == e.sig && e.sender_exiting,
+                sender_group_exiting: e.sender_group_exiting,
             });
         }
     }
@@ -862,6 +902,8 @@ impl Model {
                 signal: e.signal,
                 core_dumped: e.core_dumped,
                 observed: true,
+                oom_killed: e.oom_killed,
+                memory_cgroup: e.memory_cgroup.clone(),
             },
         );
     }

@@ -71,7 +71,7 @@ pub fn replay<R: BufRead, S: Sink>(
     let header = reader.header().clone();
     let rules = rules_for(&header, reader.name(), rules)?;
     let mut pipeline = Pipeline::new(Model::new(header.clock_tick_ns), Analyzer::new(rules), sink);
-    pipeline.sink.header(&header)?;
+    pipeline.header(&header)?;
     let mut summary = ReplaySummary {
         name: reader.name().to_owned(),
         ..ReplaySummary::default()

@@ -8,6 +8,33 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// A Celery node name as Celery expands it (`-n w1@%h`): `%h` the host name, `%n` its part
+/// before the first dot, `%d` the part after it, `%%` a percent sign. `%i` and `%I` name a
+/// pool process, not a node, and stay as they are.
+pub fn expand_celery_node(node: &str, host: &str) -> String {
+    let (name, domain) = host.split_once('.').unwrap_or((host, ""));
+    let mut out = String::with_capacity(node.len() + host.len());
+    let mut chars = node.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('h') => out.push_str(host),
+            Some('n') => out.push_str(name),
+            Some('d') => out.push_str(domain),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
 /// The built-in rules.
 pub const DEFAULT_RULES: &str = include_str!("../rules.toml");
 
@@ -27,6 +54,8 @@ struct RuleText {
     forked: bool,
     #[serde(default)]
     daemonic: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    wrapper: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -46,6 +75,9 @@ pub struct Rule {
     parent_role: Option<String>,
     forked: bool,
     pub daemonic: bool,
+    /// A program that runs another (`timeout`, `sh -c`, ...): a process it matches gets no
+    /// role at all, so no later rule can give it the role of what it runs.
+    pub wrapper: bool,
     /// Where the rule came from: `built-in` or the user file's path.
     pub source: String,
 }
@@ -213,6 +245,7 @@ fn compile(source: &str, text: &str) -> Result<Vec<Rule>> {
                 parent_role: rule.parent_role,
                 forked: rule.forked,
                 daemonic: rule.daemonic,
+                wrapper: rule.wrapper,
                 source: source.to_owned(),
                 id: rule.id,
                 label: rule.label,
@@ -268,7 +301,8 @@ impl Rules {
                     _ => false,
                 };
                 rule.matches(subject, title_matched).then_some(rule)
-            })?;
+            })
+            .filter(|rule| !rule.wrapper)?;
         let mut identity = Identity::new();
         rule.capture(subject, &mut identity);
         Some((
@@ -298,6 +332,7 @@ impl Rules {
                 parent_role: rule.parent_role.clone(),
                 forked: rule.forked,
                 daemonic: rule.daemonic,
+                wrapper: rule.wrapper,
             };
             let table = toml::to_string(&text).expect("a rule serializes");
             out.push_str(&format!("\n# from {}\n[[role]]\n{table}", rule.source));
@@ -332,6 +367,63 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn wrappers_never_take_the_role_of_what_they_run() {
+        let rules = Rules::builtin();
+        let role_of = |title| role(&rules, &subject(title)).map(|(id, _)| id);
+        for wrapped in [
+            "timeout -s KILL 100 /venv/bin/celery -A app worker -n w1@host",
+            "timeout -s KILL 115 airflow celery worker",
+            "/usr/bin/nice -n 10 celery -A app worker",
+            "env PYTHONPATH=/app celery -A app worker",
+            "sudo -u celery celery -A app worker",
+            "su celery -c celery -A app worker",
+            "sh -c celery -A app worker",
+            "/bin/bash -lc airflow scheduler",
+            "tini -- airflow scheduler",
+            "dumb-init celery -A app worker",
+            "nohup airflow tasks run etl load manual__1 --local",
+        ] {
+            assert_eq!(role_of(wrapped), None, "{wrapped}");
+        }
+        // A word of the command line is not the program.
+        assert_eq!(role_of("vim /notes/celery worker.txt"), None);
+        assert_eq!(role_of("grep celery worker /var/log/syslog"), None);
+        for (title, id) in [
+            ("/venv/bin/celery -A app worker -n w1@host", "celery.main"),
+            (
+                "/venv/bin/python3 /venv/bin/celery -A app worker",
+                "celery.main",
+            ),
+            ("python3 -m celery -A app worker", "celery.main"),
+            (
+                "/venv/bin/python /venv/bin/airflow celery worker",
+                "celery.main",
+            ),
+            (
+                "/venv/bin/python3 /venv/bin/airflow scheduler",
+                "airflow.scheduler",
+            ),
+            (
+                "airflow tasks run etl load manual__1 --raw",
+                "airflow.task_command",
+            ),
+        ] {
+            assert_eq!(role_of(title).as_deref(), Some(id), "{title}");
+        }
+    }
+
+    #[test]
+    fn celery_node_names_expand_as_celery_does() {
+        assert_eq!(expand_celery_node("repro@%h", "vm"), "repro@vm");
+        assert_eq!(
+            expand_celery_node("w-%n@%d.%h", "worker-7.prod.example"),
+            "w-worker-7@prod.example.worker-7.prod.example"
+        );
+        assert_eq!(expand_celery_node("100%%@%h-%i", "vm"), "100%@vm-%i");
+        assert_eq!(expand_celery_node("odd%", "vm"), "odd%");
     }
 
     #[test]

@@ -38,8 +38,9 @@ use aya_ebpf::{
 };
 use tracer_common::{
     ARGV_CAP, DEFAULT_RING_BYTES, DEFAULT_SIGNAL_MASK, EXEC_TAIL_CAP, ExecRecord, ExitRecord,
-    FILENAME_CAP, Header, LAYOUT_LEN, Layout, LayoutTable, MAX_REAPER_WALK, ProcessStartRecord,
-    RECORD_KINDS, RecordKind, RenameRecord, SIGNAL_GROUP_EXIT, SignalRecord, TASK_COMM_LEN,
+    FILENAME_CAP, Header, LAYOUT_LEN, Layout, LayoutTable, MAX_REAPER_WALK, PF_EXITING,
+    ProcessStartRecord, RECORD_KINDS, RecordKind, RenameRecord, SENDER_EXITING, SENDER_GROUP_DEAD,
+    SIGNAL_GROUP_EXIT, SignalRecord, TASK_COMM_LEN,
 };
 
 /// Kernel layout, filled in by the loader from BTF before the programs load.
@@ -473,6 +474,12 @@ fn on_process_exit(task: KernelPtr) {
     } else {
         field(leader, Layout::TaskExitCode)
     };
+    let oom_victim = field::<KernelPtr>(signal, Layout::SignalOomMm) != 0;
+    let (memcg_id, memcg_max_pages) = if oom_victim {
+        memory_cgroup(task)
+    } else {
+        (0, 0)
+    };
     // SAFETY: as above; every field is written before submit.
     unsafe {
         (*record).exit_status = status;
@@ -480,8 +487,40 @@ fn on_process_exit(task: KernelPtr) {
         (*record).pgid = group_id(task, Layout::PidTypePgid);
         (*record).sid = group_id(task, Layout::PidTypeSid);
         copy_comm(&raw mut (*record).comm, leader);
+        (*record).oom_victim = u32::from(oom_victim);
+        (*record)._pad = 0;
+        (*record).memcg_id = memcg_id;
+        (*record).memcg_max_pages = memcg_max_pages;
     }
     entry.submit(wakeup_flags());
+}
+
+/// A task's memory cgroup: its directory's kernfs id and its limit in pages (`memory.max`,
+/// v1's `memory.limit_in_bytes`); zeroes where the kernel has no memory cgroups.
+fn memory_cgroup(task: KernelPtr) -> (u64, u64) {
+    if layout(Layout::MemcgAvailable) == 0 {
+        return (0, 0);
+    }
+    let css_set: KernelPtr = field(task, Layout::TaskCgroups);
+    let css: KernelPtr = read(
+        css_set,
+        layout(Layout::CssSetSubsys) + size_of::<KernelPtr>() * layout(Layout::MemoryCgrpId),
+    );
+    if css == 0 {
+        return (0, 0);
+    }
+    let cgroup: KernelPtr = field(css, Layout::CssCgroup);
+    let id: u64 = field(
+        field::<KernelPtr>(cgroup, Layout::CgroupKn),
+        Layout::KernfsNodeId,
+    );
+    // The css is a member of its mem_cgroup (container_of).
+    let memcg = css.wrapping_sub(layout(Layout::MemCgroupCss) as u64);
+    let max: u64 = read(
+        memcg,
+        layout(Layout::MemCgroupMemory) + layout(Layout::PageCounterMax),
+    );
+    (id, max)
 }
 
 /// Who adopts the children of an exiting process, as the kernel's `find_new_reaper` decides:
@@ -615,6 +654,14 @@ fn on_signal(sig: i32, info: KernelPtr, target: KernelPtr, result: i32) {
         SEND_SIG_PRIV => SI_KERNEL,
         _ => field(info, Layout::SiginfoCode),
     };
+    let mut sender_flags = 0;
+    if field::<u32>(sender, Layout::TaskFlags) & PF_EXITING != 0 {
+        sender_flags |= SENDER_EXITING;
+    }
+    let sender_signal: KernelPtr = field(sender, Layout::TaskSignal);
+    if field::<i32>(sender_signal, Layout::SignalLive) == 0 {
+        sender_flags |= SENDER_GROUP_DEAD;
+    }
     // SAFETY: as above; every field is written before submit.
     unsafe {
         (*record).sender_pid = tgid(sender);
@@ -623,6 +670,8 @@ fn on_signal(sig: i32, info: KernelPtr, target: KernelPtr, result: i32) {
         (*record).result = result;
         (*record).sender_start_time = process_start_time(sender);
         copy_comm(&raw mut (*record).sender_comm, group_leader(sender));
+        (*record).sender_flags = sender_flags;
+        (*record).target_pdeath_signal = field::<i32>(target, Layout::TaskPdeathSignal) as u32;
     }
     entry.submit(wakeup_flags());
 }

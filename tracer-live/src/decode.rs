@@ -5,11 +5,13 @@ use std::fmt;
 
 use tracer_common::{
     ExecRecord, ExitRecord, FILENAME_CAP, Header, ProcessStartRecord, RecordKind, RenameRecord,
-    SignalRecord,
+    SENDER_EXITING, SENDER_GROUP_DEAD, SignalRecord,
 };
 use zerocopy::FromBytes;
 
-use tracer_core::event::{Event, Exec, Exit, ProcessStart, Rename, Signal, SignalResult};
+use tracer_core::event::{
+    Event, Exec, Exit, MemoryCgroup, ProcessStart, Rename, Signal, SignalResult,
+};
 use tracer_core::text::{split_args, text_of};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +112,9 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             exit.pgid = r.pgid;
             exit.sid = r.sid;
             exit.comm = c_string(&r.comm);
+            exit.oom_killed = r.oom_victim != 0;
+            exit.memory_cgroup = (exit.oom_killed && r.memcg_id != 0)
+                .then(|| MemoryCgroup::new(r.memcg_id, None, limit_bytes(r.memcg_max_pages)));
             Event::Exit(exit)
         }
         RecordKind::Rename => {
@@ -134,8 +139,30 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             signal.sig = r.sig as i32;
             signal.code = r.code;
             signal.result = signal_result(r.result);
+            signal.sender_tid = r.header.tid;
+            signal.sender_exiting = r.sender_flags & SENDER_EXITING != 0;
+            signal.sender_group_exiting = r.sender_flags & SENDER_GROUP_DEAD != 0;
+            signal.target_pdeath_signal = r.target_pdeath_signal as i32;
             Event::Signal(signal)
         }
+    })
+}
+
+/// A memory cgroup's limit in bytes from its `page_counter::max` in pages; none when it is
+/// unlimited (the kernel's `PAGE_COUNTER_MAX`, `LONG_MAX / PAGE_SIZE`) or unknown.
+fn limit_bytes(max_pages: u64) -> Option<u64> {
+    let page = page_size();
+    (max_pages != 0 && max_pages < i64::MAX as u64 / page).then(|| max_pages * page)
+}
+
+fn page_size() -> u64 {
+    static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .and_then(|size| u64::try_from(size).ok())
+            .unwrap_or(4096)
     })
 }
 

@@ -72,6 +72,12 @@ const fn bit(entry: Layout, mask: bool, composite: &'static str, path: &'static 
     }
 }
 
+/// A member the probes can do without (see `Layout`'s optional entries).
+const fn optional(mut spec: Spec) -> Spec {
+    spec.required = false;
+    spec
+}
+
 const POINTER: u32 = 8;
 
 const SPECS: &[Spec] = &[
@@ -176,6 +182,33 @@ const SPECS: &[Spec] = &[
         },
         required: true,
     },
+    offset(Layout::TaskFlags, "task_struct", "flags", 4),
+    offset(Layout::TaskPdeathSignal, "task_struct", "pdeath_signal", 4),
+    // Who the OOM killer chose, and its memory cgroup's limit.
+    optional(offset(
+        Layout::SignalOomMm,
+        "signal_struct",
+        "oom_mm",
+        POINTER,
+    )),
+    optional(array(Layout::CssSetSubsys, "css_set", "subsys")),
+    optional(Spec {
+        entry: Layout::MemoryCgrpId,
+        query: Query::EnumValue {
+            enumeration: "cgroup_subsys_id",
+            variant: "memory_cgrp_id",
+        },
+        required: true,
+    }),
+    optional(offset(
+        Layout::CssCgroup,
+        "cgroup_subsys_state",
+        "cgroup",
+        POINTER,
+    )),
+    optional(array(Layout::MemCgroupCss, "mem_cgroup", "css")),
+    optional(array(Layout::MemCgroupMemory, "mem_cgroup", "memory")),
+    optional(offset(Layout::PageCounterMax, "page_counter", "max", 8)),
 ];
 
 fn evaluate(btf: &Btf, query: &Query) -> Result<u32, String> {
@@ -222,16 +255,33 @@ fn evaluate(btf: &Btf, query: &Query) -> Result<u32, String> {
     }
 }
 
+/// What the probes need to read an OOM victim's memory cgroup and its limit.
+const MEMCG: [Layout; 6] = [
+    Layout::CssSetSubsys,
+    Layout::MemoryCgrpId,
+    Layout::CssCgroup,
+    Layout::MemCgroupCss,
+    Layout::MemCgroupMemory,
+    Layout::PageCounterMax,
+];
+
 /// Resolves every layout entry, or names everything the kernel lacks.
 pub fn resolve(btf: &Btf) -> Result<LayoutTable, String> {
     let mut table = [0u32; LAYOUT_LEN];
     let mut missing = Vec::new();
+    let mut resolved = Vec::new();
     for spec in SPECS {
         match evaluate(btf, &spec.query) {
-            Ok(value) => table[spec.entry as usize] = value,
+            Ok(value) => {
+                table[spec.entry as usize] = value;
+                resolved.push(spec.entry);
+            }
             Err(what) if spec.required => missing.push(what),
             Err(_) => {}
         }
+    }
+    if MEMCG.iter().all(|entry| resolved.contains(entry)) {
+        table[Layout::MemcgAvailable as usize] = 1;
     }
     if missing.is_empty() {
         Ok(table)
@@ -324,6 +374,8 @@ mod tests {
             assert_ne!(table[entry as usize], 0, "{entry:?}");
         }
         assert_eq!(table[Layout::UpidSize as usize], 16);
+        assert_ne!(table[Layout::SignalOomMm as usize], 0);
+        assert_eq!(table[Layout::MemcgAvailable as usize], 1, "{table:?}");
         assert!(check_tracepoints(&btf).is_ok());
     }
 

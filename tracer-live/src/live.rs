@@ -19,7 +19,7 @@ use crate::host;
 use crate::latency::Latency;
 use crate::preflight::kernel_release;
 use crate::privileges::{self, Dropped};
-use crate::procfs::ProcFs;
+use crate::procfs::{self, ProcFs};
 use crate::{ProbeOptions, Probes};
 use caps::Capability;
 
@@ -31,6 +31,14 @@ const MAX_RECORD_BYTES: usize =
 /// How long a burst of records gathers before it is read, by default: the p99 latency from
 /// probe to trace stays well under 10 ms, and a busy host pays one wakeup per 5 ms.
 pub const DEFAULT_BATCH_DELAY_MS: u64 = 5;
+
+/// How long the drain after a stop may take: SIGTERM from a service manager is followed by
+/// SIGKILL within seconds, and the final findings and summary must be written before it.
+const STOP_DRAIN_BUDGET: Duration = Duration::from_millis(200);
+
+/// Under a flood, how long the reader goes on before it lets the runtime park for a
+/// millisecond (a 4% pause, only while it never catches up).
+const FLOOD_PAUSE_EVERY: Duration = Duration::from_millis(25);
 
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
@@ -91,6 +99,8 @@ struct Capture<'a, S> {
     privacy: &'a Privacy,
     checks: ReparentChecks,
     lost: LostCounts,
+    /// Records left in the ring when the stop's drain ran out of time.
+    unread: LostCounts,
     /// When the lost-record counters were last read.
     lost_checked: u64,
     status: Status,
@@ -119,6 +129,14 @@ impl<S: Sink> Capture<'_, S> {
                     }
                     if let Some(env) = self.procfs.allowlisted_env(key, self.privacy) {
                         exec.env = env;
+                    }
+                }
+                // An OOM victim's memory cgroup by name, while its directory exists.
+                Event::Exit(exit) => {
+                    if let Some(cgroup) = &mut exit.memory_cgroup
+                        && cgroup.path.is_none()
+                    {
+                        cgroup.path = procfs::memory_cgroup_path(cgroup.id);
                     }
                 }
                 Event::Rename(rename) if rename.cmdline.is_none() || rename.cmdline_truncated => {
@@ -332,6 +350,7 @@ pub async fn run<S: Sink>(
         privacy: &options.privacy,
         checks: ReparentChecks::default(),
         lost: LostCounts::default(),
+        unread: LostCounts::default(),
         lost_checked: started,
         status: Status {
             started_ts: started,
@@ -351,7 +370,7 @@ pub async fn run<S: Sink>(
         tick_ns,
     );
     header.rules = capture.pipeline.analyzer.rules().user_text.clone();
-    capture.pipeline.sink.header(&header)?;
+    capture.pipeline.header(&header)?;
     let snapshot_len = snapshot.len();
     for process in snapshot {
         capture.pipeline.apply(&Event::Snapshot(process))?;
@@ -374,16 +393,34 @@ pub async fn run<S: Sink>(
     };
     tokio::pin!(deadline, stop);
     let mut ticker = tokio::time::interval(options.tick);
+    // After a stall (a descheduled tracer), one tick, not a burst of the missed ones.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(options.batch_max);
     let lost_check_batch = options
         .batch_max
         .min(options.probes.ring_bytes as usize / MAX_RECORD_BYTES)
         .max(1);
+    // Since when the reader has been handed full batches without a pause.
+    let mut busy_since: Option<Instant> = None;
     loop {
-        tokio::select! {
+        let read = tokio::select! {
             biased;
             () = &mut stop => break,
             () = &mut deadline => break,
+            // Before the reader: under a flood the reader is always ready, and the tick
+            // (lost counters, flush) must still come.
+            _ = ticker.tick() => {
+                capture.poll_lost(&probes)?;
+                // A record committed just as the reader went to sleep may have come without
+                // a wakeup: it waits at most one tick.
+                let read = probes.drain_now(&mut batch, options.batch_max);
+                if read > 0 {
+                    capture.ingest_timed(&mut batch)?;
+                } else {
+                    capture.flush()?;
+                }
+                read
+            }
             read = reader.next(&mut probes, &mut batch, options.batch_max) => {
                 let read = read?;
                 // Records are lost only when the ring is full, and the batch after a full
@@ -392,24 +429,43 @@ pub async fn run<S: Sink>(
                     capture.poll_lost(&probes)?;
                 }
                 capture.ingest_timed(&mut batch)?;
+                read
             }
-            _ = ticker.tick() => {
-                capture.poll_lost(&probes)?;
-                // A record committed just as the reader went to sleep may have come without
-                // a wakeup: it waits at most one tick.
-                if probes.drain_now(&mut batch, options.batch_max) > 0 {
-                    capture.ingest_timed(&mut batch)?;
-                } else {
-                    capture.flush()?;
-                }
-            }
+        };
+        if read < options.batch_max {
+            busy_since = None;
+        } else if busy_since.get_or_insert_with(Instant::now).elapsed() >= FLOOD_PAUSE_EVERY {
+            // Full batch after full batch never leaves the task pending, and the runtime
+            // polls signals and timers (stop, --duration) only when it parks: a moment's
+            // sleep lets it.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            busy_since = None;
         }
     }
 
-    // What the kernel produced before the stop still belongs to the trace.
-    probes.drain_now(&mut batch, usize::MAX);
-    capture.poll_lost(&probes)?;
-    capture.ingest_timed(&mut batch)?;
+    // What the kernel produced before the stop still belongs to the trace, within a bound:
+    // a service manager's stop must take effect. What is left unread is counted as lost.
+    let draining = Instant::now();
+    loop {
+        let read = probes.drain_now(&mut batch, options.batch_max);
+        capture.poll_lost(&probes)?;
+        capture.ingest_timed(&mut batch)?;
+        if read < options.batch_max {
+            break;
+        }
+        if draining.elapsed() >= STOP_DRAIN_BUDGET {
+            let unread = probes.discard_now();
+            if unread.total() > 0 {
+                capture.unread.add(&unread);
+                capture.pipeline.apply(&Event::Lost(Lost::new(
+                    host::boottime_ns(),
+                    unread,
+                    capture.lost_checked,
+                )))?;
+            }
+            break;
+        }
+    }
     capture.pipeline.finish_analysis()?;
     capture.flush()?;
     capture
@@ -419,7 +475,11 @@ pub async fn run<S: Sink>(
     Ok(LiveSummary {
         snapshot: snapshot_len,
         events: capture.pipeline.events,
-        lost: capture.lost,
+        lost: {
+            let mut lost = capture.lost;
+            lost.add(&capture.unread);
+            lost
+        },
         reparent_checks: capture.checks,
         privileges,
         latency: capture.latency,

@@ -247,6 +247,29 @@ impl Probes {
         read
     }
 
+    /// Empties the ring without decoding more than each record's kind, and counts what was
+    /// there: the records a stop had no time left to read.
+    pub fn discard_now(&mut self) -> LostCounts {
+        let ring = self.ring.get_mut();
+        let mut unread = LostCounts::default();
+        while let Some(item) = ring.next() {
+            let kind = item
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_ne_bytes)
+                .and_then(RecordKind::from_u32);
+            match kind {
+                Some(RecordKind::ProcessStart) => unread.process_start += 1,
+                Some(RecordKind::Exec) => unread.exec += 1,
+                Some(RecordKind::Exit) => unread.exit += 1,
+                Some(RecordKind::Rename) => unread.rename += 1,
+                Some(RecordKind::Signal) => unread.signal += 1,
+                None => unread.malformed += 1,
+            }
+        }
+        unread
+    }
+
     /// Records lost since the probes were attached, by kind; and records received that could
     /// not be decoded.
     pub fn lost_counts(&self) -> LostCounts {

@@ -195,9 +195,85 @@ impl ProcFs {
     }
 }
 
+/// Where the memory controller's hierarchy is mounted: a cgroup v1 mount with the `memory`
+/// option, else the cgroup v2 mount (from `/proc/self/mountinfo` text).
+pub fn memory_cgroup_mount(mountinfo: &str) -> Option<PathBuf> {
+    let mut unified = None;
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(separator) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let (Some(mount), Some(kind)) = (fields.get(4), fields.get(separator + 1)) else {
+            continue;
+        };
+        let options = fields.get(separator + 3).copied().unwrap_or("");
+        match *kind {
+            "cgroup" if options.split(',').any(|o| o == "memory") => {
+                return Some(PathBuf::from(mount));
+            }
+            "cgroup2" if unified.is_none() => unified = Some(PathBuf::from(mount)),
+            _ => {}
+        }
+    }
+    unified
+}
+
+/// Most directories searched for a memory cgroup: a host has hundreds, not thousands.
+const CGROUP_SEARCH_MAX: usize = 20_000;
+
+/// The path (below the memory controller's mount) of the cgroup whose directory has inode
+/// `id`, the kernfs id the exit probe read; none if it is gone or the search ran out.
+pub fn memory_cgroup_path(id: u64) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let root = memory_cgroup_mount(&mountinfo)?;
+    let mut pending = vec![root.clone()];
+    let mut searched = 0;
+    while let Some(dir) = pending.pop() {
+        searched += 1;
+        if searched > CGROUP_SEARCH_MAX {
+            return None;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        if meta.ino() == id {
+            let relative = dir.strip_prefix(&root).ok()?;
+            return Some(format!("/{}", relative.display()));
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        pending.extend(
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path()),
+        );
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_memory_controller_is_found_in_v1_or_v2_mounts() {
+        let v1 = "30 25 0:26 / /sys/fs/cgroup/memory rw shared:10 - cgroup cgroup rw,memory\n\
+                  31 25 0:27 / /sys/fs/cgroup/unified rw shared:11 - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            memory_cgroup_mount(v1),
+            Some(PathBuf::from("/sys/fs/cgroup/memory"))
+        );
+        let v2 = "31 25 0:27 / /sys/fs/cgroup rw shared:11 - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(
+            memory_cgroup_mount(v2),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
+        assert_eq!(memory_cgroup_mount("garbage\n"), None);
+    }
 
     const STAT: &str = "4121 (celery: (w1) ) S 4100 4100 4000 0 -1 4194560 1 0 0 0 5 3 0 0 20 0 7 0 123456 1000 200 0";
 

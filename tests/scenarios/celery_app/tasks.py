@@ -37,3 +37,12 @@ def spawn_and_hang():
 def leave_popen():
     """Returns while the subprocess it started runs on."""
     return subprocess.Popen(["sleep", "600"]).pid
+
+
+@app.task
+def hog():
+    """Allocates (and touches) memory until the kernel's OOM killer ends its pool worker:
+    the worker runs in a memory cgroup."""
+    hoard = []
+    while True:
+        hoard.append(b"\x01" * (16 << 20))

@@ -53,6 +53,22 @@ enum Scenario {
         #[arg(long, default_value_t = 8)]
         threads: usize,
     },
+    /// A child named `tracer-oom` in a new memory cgroup limited to LIMIT_MIB allocates until
+    /// the kernel's OOM killer kills it (cgroup v1 `memory.limit_in_bytes`, or v2 `memory.max`).
+    Oom {
+        #[arg(long, default_value_t = 64)]
+        limit_mib: u64,
+        /// Report, then keep the cgroup until standard input closes, as a service's cgroup
+        /// outlives its killed process.
+        #[arg(long)]
+        hold: bool,
+    },
+    /// A child named `tracer-cpu` with RLIMIT_CPU 1 s soft, 2 s hard, ignoring SIGXCPU, spins
+    /// until the kernel kills it at the hard limit.
+    CpuLimit,
+    /// A thread of this process forks a child named `tracer-pdeath`, which sets
+    /// PR_SET_PDEATHSIG(SIGKILL); the thread then exits while this process lives on.
+    PdeathThread,
     /// Double fork: the middle process exits and the grandchild is orphaned.
     DoubleFork {
         /// Become a child subreaper first (PR_SET_CHILD_SUBREAPER).
@@ -1013,6 +1029,135 @@ fn clone_parent() -> Result<()> {
     Ok(())
 }
 
+/// Where the memory controller is: a v1 `memory` mount, else the v2 mount; and whether it is
+/// v1.
+fn memory_controller() -> Result<(PathBuf, bool)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let v1 = info.lines().find_map(|line| {
+        let (mount, filesystem) = line.split_once(" - ")?;
+        let mut words = filesystem.split(' ');
+        (words.next()? == "cgroup" && words.nth(1)?.split(',').any(|o| o == "memory"))
+            .then(|| mount.split(' ').nth(4).map(PathBuf::from))?
+    });
+    match v1 {
+        Some(mount) => Ok((mount, true)),
+        None => Ok((cgroup2_mount()?, false)),
+    }
+}
+
+fn rename_self(name: &std::ffi::CStr) {
+    let _ = prctl::set_name(name);
+}
+
+fn oom(limit_mib: u64, hold: bool) -> Result<()> {
+    let (mount, v1) = memory_controller()?;
+    let relative = format!("tracer-oom-{}", std::process::id());
+    let dir = mount.join(&relative);
+    if !v1 {
+        // The root's children get the memory controller only when the root hands it down.
+        let _ = std::fs::write(mount.join("cgroup.subtree_control"), "+memory");
+    }
+    std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let limit = (limit_mib << 20).to_string();
+    let limit_file = if v1 {
+        "memory.limit_in_bytes"
+    } else {
+        "memory.max"
+    };
+    std::fs::write(dir.join(limit_file), &limit)
+        .with_context(|| format!("cannot limit {}", dir.display()))?;
+    if !v1 {
+        // No swap either: the limit is the limit.
+        let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+    }
+    let id = cgroup_id(&dir)?;
+    let (ready_read, ready_write) = pipe()?;
+    let child = match fork()? {
+        ForkResult::Child => {
+            drop(ready_read);
+            rename_self(c"tracer-oom");
+            if std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string()).is_err() {
+                std::process::exit(2);
+            }
+            drop(ready_write);
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                // Touch every page: untouched memory is not charged.
+                hoard.push(vec![1u8; 1 << 20]);
+            }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(ready_write);
+    wait_for_eof(ready_read);
+    let status = waitpid(child, None)?;
+    report(json!({
+        "child": pid_json(child),
+        "status": exit_code(status),
+        "cgroup_id": id,
+        "cgroup": format!("/{relative}"),
+        "limit_bytes": limit_mib << 20,
+        "cgroup_v1": v1,
+    }));
+    if hold {
+        wait_for_stdin_eof();
+    }
+    std::fs::remove_dir(&dir).with_context(|| format!("cannot remove {}", dir.display()))
+}
+
+fn cpu_limit() -> Result<()> {
+    let child = match fork()? {
+        ForkResult::Child => {
+            rename_self(c"tracer-cpu");
+            // SAFETY: ignoring a signal installs no handler code.
+            let _ = unsafe { nix::sys::signal::signal(Signal::SIGXCPU, SigHandler::SigIgn) };
+            let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CPU, 1, 2);
+            let mut spin = 0u64;
+            loop {
+                spin = std::hint::black_box(spin.wrapping_add(1));
+            }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    let status = waitpid(child, None)?;
+    report(json!({ "child": pid_json(child), "status": exit_code(status) }));
+    Ok(())
+}
+
+fn pdeath_thread() -> Result<()> {
+    let (ready_read, ready_write) = pipe()?;
+    let forked = std::thread::spawn(move || -> Result<(Pid, i32)> {
+        let tid = gettid().as_raw();
+        match fork()? {
+            ForkResult::Child => {
+                rename_self(c"tracer-pdeath");
+                let _ = prctl::set_pdeathsig(Signal::SIGKILL);
+                drop(ready_write);
+                loop {
+                    nix::unistd::pause();
+                }
+            }
+            ForkResult::Parent { child } => {
+                drop(ready_write);
+                wait_for_eof(ready_read);
+                // Returning ends the thread that forked the child: its parent-death signal.
+                Ok((child, tid))
+            }
+        }
+    });
+    let (child, tid) = forked
+        .join()
+        .map_err(|_| anyhow::anyhow!("the forking thread panicked"))??;
+    let status = waitpid(child, None)?;
+    report(json!({
+        "parent": pid_json(getpid()),
+        "thread": tid,
+        "child": pid_json(child),
+        "status": exit_code(status),
+    }));
+    Ok(())
+}
+
 /// Where cgroup v2 is mounted, from /proc/self/mountinfo.
 fn cgroup2_mount() -> Result<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo")?;
@@ -1158,6 +1303,9 @@ fn main() -> std::process::ExitCode {
         Scenario::SiblingKill => sibling_kill(),
         Scenario::Threads { count, seconds } => threads(count, seconds),
         Scenario::ThreadedExits { count, threads } => threaded_exits(count, threads),
+        Scenario::Oom { limit_mib, hold } => oom(limit_mib, hold),
+        Scenario::CpuLimit => cpu_limit(),
+        Scenario::PdeathThread => pdeath_thread(),
         Scenario::DoubleFork { subreaper, hold } => double_fork(subreaper, hold),
         Scenario::DeepChain { depth } => deep_chain(depth),
         Scenario::PidnsDoubleFork => pidns_double_fork(),

@@ -230,15 +230,46 @@ fn wait_idle(pid: u32, quiet: Duration, limit: Duration) -> u64 {
         let Some(now) = sample::cpu_ns(pid) else {
             break;
         };
-        history.push(now);
-        if history.len() > window {
-            let used = now - history[history.len() - 1 - window];
-            if (used as u128) * 100 < quiet.as_nanos() {
-                break;
-            }
+        // The sum over a tool's live threads drops when one exits: CPU time spent stays
+        // spent, so the series never goes down.
+        let last = *history.last().unwrap_or(&0);
+        history.push(now.max(last));
+        if is_quiet(&history, window, quiet) {
+            break;
         }
     }
     *history.last().unwrap_or(&0)
+}
+
+/// Whether the last `window` steps of a CPU-time series used under 1% of `quiet`.
+fn is_quiet(history: &[u64], window: usize, quiet: Duration) -> bool {
+    if history.len() <= window {
+        return false;
+    }
+    let now = history[history.len() - 1];
+    let used = now.saturating_sub(history[history.len() - 1 - window]);
+    u128::from(used) * 100 < quiet.as_nanos()
+}
+
+/// A tool a cell started: stopped (SIGINT, then SIGKILL past a bound) and reaped when this is
+/// dropped, whether the cell ended well, with an error, or in a panic.
+struct Running(Child);
+
+impl Running {
+    /// Stops the tool the way its users do, SIGINT; Err if it needed SIGKILL.
+    fn stop(&mut self, limit: Duration) -> Result<bool> {
+        if self.0.try_wait()?.is_some() {
+            return Ok(true);
+        }
+        signal(&self.0, libc::SIGINT);
+        wait_bounded(&mut self.0, limit)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop(Duration::from_secs(10));
+    }
 }
 
 /// Waits until the tool handles events: the tracer says so; for the others, once the tool is
@@ -358,13 +389,12 @@ impl Bench {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let mut child = cell.tool.spawn(&dir, &self.tracer)?;
-        let result = self.measure(cell, &dir, child.as_mut());
-        if let Some(child) = child.as_mut() {
-            signal(child, libc::SIGINT);
-            if !wait_bounded(child, Duration::from_secs(30))? {
-                bail!("{} did not stop on SIGINT within 30 s", cell.tool.name());
-            }
+        let mut running = cell.tool.spawn(&dir, &self.tracer)?.map(Running);
+        let result = self.measure(cell, &dir, running.as_mut().map(|r| &mut r.0));
+        if let Some(running) = running.as_mut()
+            && !running.stop(Duration::from_secs(30))?
+        {
+            bail!("{} did not stop on SIGINT within 30 s", cell.tool.name());
         }
         let (load, truth, usage) = result?;
         let counted = cell.tool.count(&dir)?;
@@ -914,6 +944,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let raw_path = out.join("cells.jsonl");
         let mut raw = String::new();
         let mut outcomes = Vec::new();
+        let mut failed = Vec::new();
         let started = Instant::now();
         for (index, cell) in cells.iter().enumerate() {
             eprintln!(
@@ -926,15 +957,47 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 cell.repeat + 1,
                 started.elapsed().as_secs_f64()
             );
-            let outcome = bench
-                .run_cell(cell, index)
-                .with_context(|| format!("cell {} {}", cell.tool.name(), cell.shape))?;
+            // A failed cell, even one that panics, is reported and the run goes on; the
+            // guard in run_cell has stopped its tool either way.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                bench.run_cell(cell, index)
+            }))
+            .unwrap_or_else(|panic| {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                Err(anyhow::anyhow!("panicked: {why}"))
+            });
+            let outcome = match result {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    let line = format!(
+                        "cell {} ({} {}{}, repeat {}) failed: {error:#}",
+                        index + 1,
+                        cell.tool.name(),
+                        cell.shape,
+                        cell.rate.map(|r| format!(" at {r}/s")).unwrap_or_default(),
+                        cell.repeat + 1
+                    );
+                    eprintln!("xtask bench: {line}");
+                    failed.push(line);
+                    continue;
+                }
+            };
             raw.push_str(&outcome.to_json().to_string());
             raw.push('\n');
             std::fs::write(&raw_path, &raw).context("cannot write cells.jsonl")?;
             outcomes.push(outcome);
         }
         side_by_side_report(&outcomes, &mut report, &mut targets);
+        if !failed.is_empty() {
+            let _ = writeln!(report, "\n### Failed cells (left out of the tables)\n");
+            for line in &failed {
+                let _ = writeln!(report, "- {line}");
+            }
+        }
     }
     micro_report(&mut report, &mut targets)?;
     scale_report(&bench, &mut report, &mut targets)?;
@@ -953,6 +1016,35 @@ pub fn run(args: BenchArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cpu_series_that_drops_is_quiet_not_a_panic() {
+        let quiet = Duration::from_millis(300);
+        // A thread exited: the summed time went down (wait_idle keeps the series monotonic,
+        // and the check itself never underflows).
+        assert!(is_quiet(
+            &[5_000_000, 1_000_000, 1_000_000, 1_000_000],
+            3,
+            quiet
+        ));
+        assert!(!is_quiet(
+            &[0, 100_000_000, 200_000_000, 300_000_000],
+            3,
+            quiet
+        ));
+        assert!(!is_quiet(&[0], 3, quiet));
+    }
+
+    #[test]
+    fn a_dropped_guard_stops_and_reaps_its_tool() {
+        let child = Command::new("sleep").arg("100").spawn().unwrap();
+        let pid = child.id();
+        drop(Running(child));
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "the tool was stopped and reaped"
+        );
+    }
 
     #[test]
     fn perf_csv_and_criterion_lines() {

@@ -159,6 +159,17 @@ impl Tool {
             }
         };
         command.stdin(Stdio::null()).stderr(err()?);
+        // The tool goes when the bench does, however the bench ends (Ctrl-C, a panic that
+        // aborts, a kill): the kernel sends it SIGTERM as its parent dies.
+        // SAFETY: prctl is async-signal-safe and the closure allocates nothing.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = command
             .spawn()
             .with_context(|| format!("cannot start {}", self.name()))?;

@@ -85,6 +85,9 @@ pub struct KernelsArgs {
     /// How qemu runs the guests.
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
     accel: AccelChoice,
+    /// Only the kernel tests whose names contain this (libtest's filter; overrides --smoke).
+    #[arg(long, value_name = "NAME")]
+    filter: Option<String>,
 }
 
 impl KernelsArgs {
@@ -98,6 +101,7 @@ impl KernelsArgs {
                 .map(|cell| cell.name.to_owned())
                 .collect(),
             accel: AccelChoice::Auto,
+            filter: None,
         }
     }
 }
@@ -148,7 +152,12 @@ pub fn run(args: KernelsArgs) -> Result<()> {
     };
     let started = Instant::now();
     let suite = build_suite()?;
-    let filter: &[&str] = if args.smoke { &[SMOKE_FILTER] } else { &[] };
+    let filter: Vec<&str> = match (&args.filter, args.smoke) {
+        (Some(name), _) => vec![name.as_str()],
+        (None, true) => vec![SMOKE_FILTER],
+        (None, false) => Vec::new(),
+    };
+    let filter = filter.as_slice();
     let root = crate::workspace_root().join("target/kernels");
     std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
     let vm_cells: Vec<&&Cell> = cells.iter().filter(|c| c.suite.is_some()).collect();
