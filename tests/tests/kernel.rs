@@ -1275,6 +1275,97 @@ fn every_bench_workload_is_captured_exactly_at_full_speed() {
     assert!(timed >= starts + execs + exits, "{timed} records timed");
 }
 
+/// Processes a replay of `trace` believes alive that `which` picks.
+fn alive_in_replay(
+    trace: &Trace,
+    which: impl Fn(&tracer_core::model::Process) -> bool,
+) -> Vec<u32> {
+    let (pipeline, _, _) = replay(trace.path(), None, None, NullSink).unwrap();
+    let model = &pipeline.model;
+    model
+        .processes()
+        .filter(|(_, p)| p.exit.is_none() && which(p))
+        .map(|(_, p)| p.key.pid)
+        .collect()
+}
+
+fn alive_children(trace: &Trace, parent: u32) -> Vec<u32> {
+    alive_in_replay(trace, |p| p.original_ppid == parent)
+}
+
+/// Processes that start and end while the probes attach one by one (paused 300 ms after
+/// each, on purpose) are never left alive in the tree: the exit probe attaches first, so a
+/// start that is seen has its exit seen.
+#[test]
+fn processes_of_the_start_up_window_leave_no_ghosts() {
+    let _kernel = kernel_test();
+    let mut load = Command::new(LOAD)
+        .args(["fork-exit", "--seconds", "4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let recording = Recording::start_with_env(&[], &[("TRACER_TEST_ATTACH_PAUSE_MS", "300")]);
+    let status = wait_bounded(&mut load, Duration::from_secs(60), "tracer-load");
+    assert!(status.success());
+    let trace = recording.stop();
+    let ghosts = alive_in_replay(&trace, |p| p.comm == "tracer-load");
+    assert!(
+        ghosts.is_empty(),
+        "{} of the load's processes are alive in the tree but gone from the host: {ghosts:?}",
+        ghosts.len()
+    );
+    assert!(
+        trace.starts().filter(|s| s.comm == "tracer-load").count() > 100,
+        "the load ran while the tracer started"
+    );
+}
+
+/// Processes whose exits fell into a loss (the recorder stalled, its 4 KiB ring full) are
+/// found gone from /proc after it, and ended as exit unknown, with their children
+/// reparented: not kept alive until their pids come back.
+#[test]
+fn after_a_loss_processes_gone_from_proc_are_ended() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&["--ring-buffer", "4K"]);
+    let held = Held::start(&["hold"]);
+    let (parent, child, grandchild) = (
+        pid(&held.report, "parent"),
+        pid(&held.report, "child"),
+        pid(&held.report, "grandchild"),
+    );
+    recording.wait_for(
+        "the grandchild's start",
+        |e| matches!(e, Event::ProcessStart(s) if s.pid == grandchild),
+    );
+    recording.signal(nix::sys::signal::Signal::SIGSTOP);
+    // Fill the ring, then end the held processes: their exits cannot be written.
+    workload(&["burst", "--count", "500", "--program", "/bin/true"]);
+    held.release();
+    recording.signal(nix::sys::signal::Signal::SIGCONT);
+    recording.wait_for(
+        "an inferred exit of the grandchild",
+        |e| matches!(e, Event::Exit(x) if x.pid == grandchild && x.inferred),
+    );
+    let trace = recording.stop();
+    assert!(trace.lost().exit > 0, "their exits were lost");
+    for pid in [parent, child, grandchild] {
+        let exits: Vec<_> = trace.exits().filter(|e| e.pid == pid).collect();
+        assert_eq!(exits.len(), 1, "{pid}: {exits:?}");
+        assert!(exits[0].inferred, "{pid}: {exits:?}");
+        assert_eq!((exits[0].exit_code, exits[0].signal), (None, None));
+    }
+    assert!(alive_children(&trace, parent).is_empty());
+    assert!(alive_children(&trace, child).is_empty());
+    assert!(
+        trace
+            .stderr
+            .contains("found gone from /proc without their exit record"),
+        "{}",
+        trace.stderr
+    );
+}
+
 /// Rules that give the kill tests' victims a role, so that their deaths are `killed`
 /// findings whose text the tests read.
 const VICTIM_RULES: &str = r#"

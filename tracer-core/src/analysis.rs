@@ -452,13 +452,23 @@ impl Analyzer {
             let inferred = keys.iter().find(|key| {
                 find_any(model, **key).is_some_and(|i| model.get(i).origin == Origin::Inferred)
             });
-            let reason = match (lost, inferred) {
-                (0, None) => continue,
-                (0, Some(key)) => format!(
+            let unseen_exit = keys.iter().find(|key| {
+                find_any(model, **key)
+                    .and_then(|i| model.get(i).exit.as_ref())
+                    .is_some_and(|exit| !exit.observed)
+            });
+            let reason = match (lost, inferred, unseen_exit) {
+                (0, None, None) => continue,
+                (0, Some(key), _) => format!(
                     "process {} was first seen after its start: its earlier history is unknown",
                     key.pid
                 ),
-                (lost, _) => format!(
+                (0, None, Some(key)) => format!(
+                    "the exit of {} was not seen (it was found gone): when and how it ended is \
+                     unknown",
+                    key.pid
+                ),
+                (lost, _, _) => format!(
                     "{lost} kernel records were lost while the processes this rests on lived"
                 ),
             };
@@ -790,6 +800,7 @@ impl Analyzer {
                 comm: d.comm.clone(),
                 oom_killed: info.oom_killed,
                 memory_cgroup: info.memory_cgroup.clone(),
+                inferred: !info.observed,
             };
             Some(death(model, d, &exit))
         });

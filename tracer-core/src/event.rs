@@ -125,6 +125,25 @@ pub struct Exit {
     /// With `oom_killed`: the memory cgroup it ran in, as far as known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_cgroup: Option<MemoryCgroup>,
+    /// Not the kernel's record: the live tracer found the process gone from `/proc` without
+    /// an exit (its record was lost, or raced the start), at `ts`. Code and signal unknown.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inferred: bool,
+}
+
+impl Exit {
+    /// The exit of a process found gone from `/proc` at `ts`, its parent then `ppid`.
+    pub fn inferred(ts: u64, process: ProcessKey, ppid: u32, comm: &str) -> Exit {
+        Exit {
+            ts,
+            pid: process.pid,
+            start_time: process.start_time,
+            ppid,
+            comm: comm.to_owned(),
+            inferred: true,
+            ..Exit::default()
+        }
+    }
 }
 
 /// A memory cgroup as the exit of an OOM-killed process names it.
@@ -556,6 +575,7 @@ mod tests {
             comm: "sleep".into(),
             oom_killed: false,
             memory_cgroup: None,
+            inferred: false,
         });
         let line = serde_json::to_string(&event).unwrap();
         assert!(

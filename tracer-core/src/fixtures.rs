@@ -143,5 +143,6 @@ pub fn exit(
         comm: "worker".into(),
         oom_killed: false,
         memory_cgroup: None,
+        inferred: false,
     })
 }

@@ -901,7 +901,7 @@ impl Model {
                 exit_code: e.exit_code,
                 signal: e.signal,
                 core_dumped: e.core_dumped,
-                observed: true,
+                observed: !e.inferred,
                 oom_killed: e.oom_killed,
                 memory_cgroup: e.memory_cgroup.clone(),
             },

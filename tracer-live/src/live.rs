@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
-use tracer_core::event::{Event, Lost, LostCounts, ProcessKey, Reparent};
+use tracer_core::event::{Event, Exit, Lost, LostCounts, ProcessKey, Reparent};
 use tracer_core::ingest::{Pipeline, Sink, Status, order};
 use tracer_core::privacy::Privacy;
 use tracer_core::trace::TraceHeader;
@@ -31,6 +31,9 @@ const MAX_RECORD_BYTES: usize =
 /// How long a burst of records gathers before it is read, by default: the p99 latency from
 /// probe to trace stays well under 10 ms, and a busy host pays one wakeup per 5 ms.
 pub const DEFAULT_BATCH_DELAY_MS: u64 = 5;
+
+/// Processes checked against /proc per tick after a loss: a few milliseconds of reads.
+const SWEEP_PER_TICK: usize = 2048;
 
 /// How long the drain after a stop may take: SIGTERM from a service manager is followed by
 /// SIGKILL within seconds, and the final findings and summary must be written before it.
@@ -91,6 +94,8 @@ pub struct LiveSummary {
     /// From each kernel record's timestamp to its event having reached the sink (those
     /// that raced the bootstrap scan excluded).
     pub latency: Latency,
+    /// Processes found gone from /proc without their exit record, and ended so.
+    pub inferred_exits: u64,
 }
 
 struct Capture<'a, S> {
@@ -101,6 +106,10 @@ struct Capture<'a, S> {
     lost: LostCounts,
     /// Records left in the ring when the stop's drain ran out of time.
     unread: LostCounts,
+    /// Live processes still to check against /proc after a loss of records.
+    sweep: Vec<ProcessKey>,
+    /// Exits inferred because a process was found gone from /proc.
+    inferred_exits: u64,
     /// When the lost-record counters were last read.
     lost_checked: u64,
     status: Status,
@@ -227,9 +236,71 @@ impl<S: Sink> Capture<'_, S> {
             self.lost = total;
             self.pipeline
                 .apply(&Event::Lost(Lost::new(now, delta, self.lost_checked)))?;
+            // Lost exits leave processes alive in the model; lost starts, parents wrong.
+            // Every live process is checked against /proc again, a bounded number per tick.
+            self.sweep = self
+                .pipeline
+                .model
+                .processes()
+                .filter(|(_, p)| p.exit.is_none() && !p.kernel_thread)
+                .map(|(_, p)| p.key)
+                .collect();
         }
         self.lost_checked = now;
         Ok(())
+    }
+
+    /// Checks processes the model believes alive against `/proc`: a parent that differs is
+    /// corrected; a process that is gone gets an exit of its own (`inferred`, code unknown)
+    /// unless its real exit shows up in the ring first, which is read before judging.
+    fn reconcile(&mut self, probes: &mut Probes, keys: &[ProcessKey]) -> Result<()> {
+        let mut gone = Vec::new();
+        for &key in keys {
+            let Some(index) = self.pipeline.model.find(key) else {
+                continue;
+            };
+            let believed = self.pipeline.model.get(index).ppid;
+            match self.procfs.ppid_of(key) {
+                Some(ppid) if ppid != believed => {
+                    let correction = Reparent::observed(host::boottime_ns(), key, believed, ppid);
+                    self.checks.corrected += 1;
+                    self.pipeline.apply(&Event::Reparent(correction))?;
+                }
+                Some(_) => {}
+                None => gone.push(key),
+            }
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        // A process leaves /proc only once reaped, after its exit record was written: what
+        // the ring holds now is read before any exit is inferred.
+        let mut batch = Vec::new();
+        while probes.drain_now(&mut batch, 4096) > 0 {
+            self.ingest(&mut batch)?;
+        }
+        let now = host::boottime_ns();
+        for key in gone {
+            let Some(index) = self.pipeline.model.find(key) else {
+                continue;
+            };
+            let process = self.pipeline.model.get(index);
+            let exit = Exit::inferred(now, key, process.ppid, &process.comm);
+            self.inferred_exits += 1;
+            self.pipeline.apply(&Event::Exit(exit))?;
+        }
+        Ok(())
+    }
+
+    /// The next slice of the sweep a loss of records asked for.
+    fn sweep_some(&mut self, probes: &mut Probes) -> Result<()> {
+        if self.sweep.is_empty() {
+            return Ok(());
+        }
+        let rest = self
+            .sweep
+            .split_off(self.sweep.len().saturating_sub(SWEEP_PER_TICK));
+        self.reconcile(probes, &rest)
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -351,6 +422,8 @@ pub async fn run<S: Sink>(
         checks: ReparentChecks::default(),
         lost: LostCounts::default(),
         unread: LostCounts::default(),
+        sweep: Vec::new(),
+        inferred_exits: 0,
         lost_checked: started,
         status: Status {
             started_ts: started,
@@ -376,7 +449,12 @@ pub async fn run<S: Sink>(
         capture.pipeline.apply(&Event::Snapshot(process))?;
     }
     capture.poll_lost(&probes)?;
+    // Processes the events that raced the scan speak of: /proc, read after them, is newer.
+    let mut raced: Vec<ProcessKey> = pending.iter().map(Event::key).collect();
+    raced.sort_unstable();
+    raced.dedup();
     capture.ingest(&mut pending)?;
+    capture.reconcile(&mut probes, &raced)?;
     capture.flush()?;
     ready(&LiveSummary {
         snapshot: snapshot_len,
@@ -411,6 +489,7 @@ pub async fn run<S: Sink>(
             // (lost counters, flush) must still come.
             _ = ticker.tick() => {
                 capture.poll_lost(&probes)?;
+                capture.sweep_some(&mut probes)?;
                 // A record committed just as the reader went to sleep may have come without
                 // a wakeup: it waits at most one tick.
                 let read = probes.drain_now(&mut batch, options.batch_max);
@@ -483,5 +562,6 @@ pub async fn run<S: Sink>(
         reparent_checks: capture.checks,
         privileges,
         latency: capture.latency,
+        inferred_exits: capture.inferred_exits,
     })
 }

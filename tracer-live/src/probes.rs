@@ -58,6 +58,16 @@ pub struct Probes {
     _ebpf: Ebpf,
 }
 
+/// Widens the start-up window on purpose: the tests set `TRACER_TEST_ATTACH_PAUSE_MS` to
+/// pause after each probe attaches, so that processes coming and going between two attaches
+/// are not a matter of luck.
+pub const ATTACH_PAUSE_ENV: &str = "TRACER_TEST_ATTACH_PAUSE_MS";
+
+fn attach_pause() -> Option<std::time::Duration> {
+    let ms: u64 = std::env::var(ATTACH_PAUSE_ENV).ok()?.parse().ok()?;
+    (ms > 0).then(|| std::time::Duration::from_millis(ms.min(10_000)))
+}
+
 fn verifier_summary(program: &str, error: ProgramError) -> anyhow::Error {
     match error {
         ProgramError::LoadError {
@@ -170,13 +180,18 @@ impl Probes {
             ExitProbe::GroupDeadArgument => "sched_process_exit",
             ExitProbe::LiveThreadCount => "sched_process_exit_legacy",
         };
+        // The order they attach in: exit first, so that every process whose start is seen
+        // has its exit seen too (none can start after the fork probe and end before the
+        // exit probe); the rest describe processes the first two already cover.
         let programs = [
+            (exit_program, "sched_process_exit"),
             ("sched_process_fork", "sched_process_fork"),
             ("sched_process_exec", "sched_process_exec"),
-            (exit_program, "sched_process_exit"),
             ("task_rename", "task_rename"),
             ("signal_generate", "signal_generate"),
         ];
+        // Every program is verified before any attaches: a refusal attaches nothing, and the
+        // window between the first attach and the last stays short.
         for (name, tracepoint) in programs {
             let program: &mut BtfTracePoint = ebpf
                 .program_mut(name)
@@ -186,9 +201,20 @@ impl Probes {
             program
                 .load(tracepoint, &aya_btf)
                 .map_err(|e| verifier_summary(name, e))?;
+        }
+        let pause = attach_pause();
+        for (name, tracepoint) in programs {
+            let program: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("the probe object lacks program {name}"))?
+                .try_into()
+                .with_context(|| format!("program {name} is not a BTF tracepoint"))?;
             program
                 .attach()
                 .with_context(|| format!("cannot attach probe {name} to {tracepoint}"))?;
+            if let Some(pause) = pause {
+                std::thread::sleep(pause);
+            }
         }
 
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)

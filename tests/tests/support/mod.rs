@@ -133,6 +133,11 @@ pub struct Recording {
 impl Recording {
     /// Starts recording and returns once the tracer says it is attached and bootstrapped.
     pub fn start(extra: &[&str]) -> Recording {
+        Recording::start_with_env(extra, &[])
+    }
+
+    /// [`Recording::start`] with environment variables set for the tracer.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Recording {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("trace.jsonl");
         let mut child = Command::new(TRACER)
@@ -140,6 +145,7 @@ impl Recording {
             .arg("--output")
             .arg(&path)
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

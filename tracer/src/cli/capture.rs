@@ -86,15 +86,27 @@ pub(super) async fn record(output: &Path, capture: &CaptureArgs) -> Result<()> {
         }
     };
     eprintln!(
-        "tracer: recorded {} lines to {} ({} events, {}); kernel-to-trace latency {}{}",
+        "tracer: recorded {} lines to {} ({} events, {}); kernel-to-trace latency {}{}{}",
         pipeline.sink.lines(),
         output.display(),
         summary.events,
         lost_note(&summary),
         summary.latency,
-        reparent_note(&summary.reparent_checks)
+        reparent_note(&summary.reparent_checks),
+        inferred_note(summary.inferred_exits)
     );
     Ok(())
+}
+
+/// Processes ended because `/proc` no longer had them; empty when there were none.
+fn inferred_note(exits: u64) -> String {
+    if exits == 0 {
+        String::new()
+    } else {
+        format!(
+            "; {exits} processes found gone from /proc without their exit record, ended as exit unknown"
+        )
+    }
 }
 
 /// How the reparents the model derived compared with `/proc`; empty when there were none.
