@@ -122,6 +122,7 @@ fn finding_about(
         program: None,
         new_ppid: None,
         dead_parent: None,
+        dead_parent_identity: Identity::new(),
         death: None,
         orphaned_for_ns: None,
         lineage: lineage(model, index),
@@ -827,6 +828,7 @@ impl Analyzer {
             parent_pid: Some(orphaning.parent.pid),
             new_ppid: Some(reparent.new_ppid),
             dead_parent: Some(dead_sketch),
+            dead_parent_identity: dead.map(|d| d.class.identity.clone()).unwrap_or_default(),
             death: parent_death,
             ..finding_about(model, index, FindingKind::Orphaned, reparent.ts, summary)
         })));

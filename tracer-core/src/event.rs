@@ -431,6 +431,9 @@ pub struct Finding {
     /// `orphaned`: the parent that died, and how.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_parent: Option<ProcessSketch>,
+    /// `orphaned`: the Celery worker or Airflow task the dead parent itself belonged to.
+    #[serde(default, skip_serializing_if = "Identity::is_empty")]
+    pub dead_parent_identity: Identity,
     /// `orphaned`: how the parent died; `killed`, `orphan_exited`: how this process died.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub death: Option<Death>,

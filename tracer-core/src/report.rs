@@ -63,7 +63,7 @@ impl Subject {
             } => format!("Airflow task {dag_id}.{task_id}, run {run_id}"),
             Subject::AirflowTaskInstance { ti_id } => format!("Airflow task instance {ti_id}"),
             Subject::CeleryWorker { node } => format!("Celery worker {node}"),
-            Subject::Other => "Other daemonic processes".to_owned(),
+            Subject::Other => "Other processes".to_owned(),
         }
     }
 }
@@ -133,11 +133,12 @@ type Groups = BTreeMap<Subject, BTreeMap<ProcessKey, Actor>>;
 /// The entry of the process a finding is about, in its group.
 fn actor<'a>(
     groups: &'a mut Groups,
+    subject: Subject,
     identity: &Identity,
     process: &ProcessSketch,
 ) -> &'a mut Actor {
     groups
-        .entry(Subject::of(identity))
+        .entry(subject)
         .or_default()
         .entry(ProcessKey {
             pid: process.pid,
@@ -182,9 +183,14 @@ pub fn group(findings: &[Finding]) -> (Vec<Group>, Totals) {
             FindingKind::DaemonicSpawn => {
                 totals.daemonic_spawns += 1;
                 let parent = finding.lineage.first().unwrap_or(&finding.process);
-                actor(&mut groups, &finding.identity, parent)
-                    .spawns
-                    .push(finding.clone());
+                actor(
+                    &mut groups,
+                    Subject::of(&finding.identity),
+                    &finding.identity,
+                    parent,
+                )
+                .spawns
+                .push(finding.clone());
             }
             FindingKind::Orphaned => {
                 totals.orphans += 1;
@@ -198,8 +204,13 @@ pub fn group(findings: &[Finding]) -> (Vec<Group>, Totals) {
                 } else {
                     totals.orphans_alive += 1;
                 }
-                let parent = finding.dead_parent.as_ref().unwrap_or(&finding.process);
-                actor(&mut groups, &finding.identity, parent)
+                // The dead parent is listed where it belongs itself: a scheduler whose orphan
+                // ran a task is not part of that task.
+                let (parent, subject) = match &finding.dead_parent {
+                    Some(parent) => (parent, Subject::of(&finding.dead_parent_identity)),
+                    None => (&finding.process, Subject::of(&finding.identity)),
+                };
+                actor(&mut groups, subject, &finding.identity, parent)
                     .orphans
                     .push(Orphan {
                         orphaned: finding.clone(),
@@ -208,7 +219,8 @@ pub fn group(findings: &[Finding]) -> (Vec<Group>, Totals) {
             }
             FindingKind::Killed => {
                 totals.killed += 1;
-                actor(&mut groups, &finding.identity, &finding.process).killed =
+                let subject = Subject::of(&finding.identity);
+                actor(&mut groups, subject, &finding.identity, &finding.process).killed =
                     Some(finding.clone());
             }
             FindingKind::OrphanExited => {}
@@ -510,5 +522,41 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00Z");
         assert_eq!(utc(1_795_532_006_602_874_753), "2026-11-24 14:53:26Z");
         assert_eq!(utc(951_782_400_000_000_000), "2000-02-29 00:00:00Z");
+    }
+
+    #[test]
+    fn a_scheduler_is_listed_under_its_own_role_not_under_the_task_its_orphan_ran() {
+        const TI: &str = "0193a4f2-0000-7000-8000-00000000abcd";
+        let scheduler = key(400, 10 * MS);
+        let worker = key(410, 1_000 * MS);
+        let report = report_of(&[
+            fixtures::snapshot(1, key(1, 0), 0, "/sbin/init"),
+            fixtures::snapshot(
+                2,
+                scheduler,
+                1,
+                "/venv/bin/python3 /venv/bin/airflow scheduler",
+            ),
+            fixtures::fork(1_000 * MS, worker, scheduler, "airflow"),
+            fixtures::rename(
+                1_001 * MS,
+                worker,
+                &format!("airflow worker -- LocalExecutor: {TI}"),
+            ),
+            fixtures::signal(2_000 * MS, scheduler, key(1, 0), 9),
+            fixtures::exit(2_001 * MS, scheduler, 1, (None, Some(9)), 1),
+        ]);
+        let task = report
+            .find(&format!("Airflow task instance {TI}"))
+            .map(|at| &report[at..]);
+        assert!(
+            task.is_none_or(|block| !block.contains("400 `")),
+            "the scheduler is not part of the task:\n{report}"
+        );
+        assert!(
+            report.contains("Other processes\n  Airflow scheduler 400"),
+            "{report}"
+        );
+        assert!(report.contains("left 1 orphan when it died"), "{report}");
     }
 }
