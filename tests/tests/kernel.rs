@@ -198,6 +198,80 @@ fn only_the_terminating_signals_are_reported_each_with_its_result() {
     assert_eq!((exit.exit_code, exit.signal), (None, Some(9)));
 }
 
+/// Copies made by clone(CLONE_PARENT) while their parent exits are linked under it, reported
+/// after its exit, and reparented by it: none may stay under the dead pid.
+#[test]
+fn clone_parent_copies_racing_their_parents_exit_are_orphaned() {
+    let _kernel = kernel_test();
+    // The window is timing: a few rounds, until one copy lands in it.
+    for round in 1..=4 {
+        let recording = Recording::start(&[]);
+        let report = workload(&["clone-parent-race"]);
+        let trace = recording.stop();
+        let (reaper, parent) = (pid(&report, "reaper"), pid(&report, "parent"));
+        let copies: HashSet<u32> = report["copies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(
+            report["adopted_by_reaper"].as_u64(),
+            Some(copies.len() as u64),
+            "the kernel gave every copy to the subreaper: {report}"
+        );
+        let parent_exit = trace
+            .only(
+                "exit of the parent",
+                trace.exits().filter(|e| e.pid == parent),
+            )
+            .clone();
+        let raced: Vec<u32> = trace
+            .starts()
+            .filter(|s| copies.contains(&s.pid) && s.ppid == parent && s.ts > parent_exit.ts)
+            .map(|s| s.pid)
+            .collect();
+        if raced.is_empty() && round < 4 {
+            continue;
+        }
+        assert!(
+            !raced.is_empty(),
+            "no copy raced the exit in {round} rounds"
+        );
+        let first_copy_exit = trace
+            .exits()
+            .filter(|e| copies.contains(&e.pid))
+            .map(|e| e.ts)
+            .min()
+            .unwrap();
+        let (pipeline, _, _) =
+            replay(trace.path(), Some(first_copy_exit - 1), None, NullSink).unwrap();
+        let model = &pipeline.model;
+        assert!(
+            model.children_of(parent).is_empty(),
+            "copies left under the dead parent {parent}"
+        );
+        for &copy in &raced {
+            let index = model.live_index(copy).expect("alive until reported");
+            let process = model.get(index);
+            assert_eq!(process.ppid, reaper, "{process:?}");
+            let orphaning = process.orphaned.as_ref().expect("orphaned by the exit");
+            assert_eq!(orphaning.parent.pid, parent);
+            assert_eq!(
+                model.creator(index).map(|c| model.get(c).key.pid),
+                Some(parent),
+                "its lineage keeps the dead parent"
+            );
+        }
+        eprintln!(
+            "{} copies, {} raced the parent's exit (round {round})",
+            copies.len(),
+            raced.len()
+        );
+        return;
+    }
+}
+
 #[test]
 fn clone_parent_makes_the_callers_parent_the_parent() {
     let _kernel = kernel_test();
@@ -1319,6 +1393,72 @@ fn processes_of_the_start_up_window_leave_no_ghosts() {
         trace.starts().filter(|s| s.comm == "tracer-load").count() > 100,
         "the load ran while the tracer started"
     );
+}
+
+/// A process that was there before the tracer and exits after its first probe attached but
+/// before the scan reads /proc: its exit orphans its child, with the lineage, as the kernel did.
+#[test]
+fn a_parent_exiting_between_attach_and_scan_orphans_its_child() {
+    let _kernel = kernel_test();
+    let held = Held::start(&["hold"]);
+    let (child, grandchild) = (pid(&held.report, "child"), pid(&held.report, "grandchild"));
+    let recording =
+        Recording::start_with_env_while(&[], &[("TRACER_TEST_ATTACH_PAUSE_MS", "300")], |tracer| {
+            wait_until_a_probe_is_attached(tracer);
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+        });
+    let trace = recording.stop();
+    let exit = trace.only(
+        "exit of the child",
+        trace.exits().filter(|e| e.pid == child),
+    );
+    assert_eq!(exit.signal, Some(9));
+    let scanned = trace.only(
+        "the grandchild in the scan",
+        trace.snapshots().filter(|s| s.pid == grandchild),
+    );
+    assert!(exit.ts < scanned.ts, "the child exited before the scan");
+    let (pipeline, _, _) = replay(trace.path(), None, None, NullSink).unwrap();
+    let model = &pipeline.model;
+    let index = model.live_index(grandchild).expect("the grandchild lives");
+    let process = model.get(index);
+    let orphaning = process
+        .orphaned
+        .as_ref()
+        .unwrap_or_else(|| panic!("{process:?}"));
+    assert_eq!(orphaning.parent.pid, child);
+    assert_eq!(process.ppid, exit.reaper_pid.max(1));
+    assert_eq!(
+        model.creator(index).map(|c| model.get(c).key.pid),
+        Some(child),
+        "its lineage keeps its parent"
+    );
+    held.release();
+}
+
+/// Waits until the tracer holds a BPF link: its first probe (the exit probe) is attached.
+fn wait_until_a_probe_is_attached(tracer: u32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let fds = format!("/proc/{tracer}/fd");
+    while std::time::Instant::now() < deadline {
+        let attached = std::fs::read_dir(&fds)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|target| target.to_string_lossy().contains("bpf_link"))
+            });
+        if attached {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    panic!("the tracer attached no probe within a minute");
 }
 
 /// Processes whose exits fell into a loss (the recorder stalled, its 4 KiB ring full) are

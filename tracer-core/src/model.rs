@@ -421,10 +421,17 @@ impl Model {
         self.stats.vanished += 1;
         // Its children were reparented by an exit the model never saw, to a parent it cannot
         // know: they wait, parent unknown (0), for their next event to say where they are.
-        for child in self.children.remove(&key.pid).unwrap_or_default() {
+        // Only those that started before the new holder: one that started after it (seen
+        // before its parent, as out-of-order events and snapshots can) is the new holder's.
+        let theirs: Vec<ProcessIndex> = self
+            .children_of(key.pid)
+            .iter()
+            .copied()
+            .filter(|&c| self.get(c).key.start_time < key.start_time)
+            .collect();
+        for child in theirs {
             self.link_lineage(child, holder);
-            self.get_mut(child).ppid = UNKNOWN_PARENT;
-            self.link_child(UNKNOWN_PARENT, child);
+            self.set_parent(child, UNKNOWN_PARENT);
         }
         let ts = self.now;
         self.retire(
@@ -640,7 +647,7 @@ impl Model {
         }
         match event {
             Event::Snapshot(e) => self.on_snapshot(e),
-            Event::ProcessStart(e) => self.on_process_start(e),
+            Event::ProcessStart(e) => self.on_process_start(e, derived),
             Event::Exec(e) => self.on_exec(e),
             Event::Exit(e) => self.on_exit(e, derived),
             Event::Rename(e) => self.on_rename(e),
@@ -709,7 +716,7 @@ impl Model {
         });
     }
 
-    fn on_process_start(&mut self, e: &ProcessStart) {
+    fn on_process_start(&mut self, e: &ProcessStart, derived: &mut Vec<Event>) {
         let key = ProcessKey {
             pid: e.pid,
             start_time: e.start_time,
@@ -754,7 +761,7 @@ impl Model {
                 )
             })
             .unwrap_or_default();
-        self.insert(Process {
+        let index = self.insert(Process {
             key,
             ppid: e.ppid,
             original_ppid: e.ppid,
@@ -779,6 +786,59 @@ impl Model {
                 ..Links::default()
             },
         });
+        if parent.is_none() && e.caller_pid != e.ppid && self.recent_exit_set.contains(&parent_key)
+        {
+            self.orphan_born_under_dead_parent(index, parent_key, caller, e.ts, derived);
+        }
+    }
+
+    /// A `CLONE_PARENT` child made while its parent (the caller's parent) was exiting: the
+    /// kernel linked it under the dying parent, whose exit, already applied here, then
+    /// reparented it with the caller. It is orphaned as the caller was, by the same exit.
+    fn orphan_born_under_dead_parent(
+        &mut self,
+        index: ProcessIndex,
+        dead_parent: ProcessKey,
+        caller: Option<ProcessIndex>,
+        ts: u64,
+        derived: &mut Vec<Event>,
+    ) {
+        let orphaned_with_caller = caller.and_then(|c| {
+            let caller = self.get(c);
+            let orphaning = caller
+                .orphaned
+                .as_ref()
+                .filter(|o| o.parent == dead_parent)?;
+            let tombstone = caller
+                .links
+                .lineage_parent
+                .filter(|&p| self.get(p).key == dead_parent);
+            Some((orphaning.new_ppid, orphaning.parent_comm.clone(), tombstone))
+        });
+        // Without the caller's orphaning the adopter is unknown: the next event says.
+        let (new_ppid, parent_comm, tombstone) =
+            orphaned_with_caller.unwrap_or((UNKNOWN_PARENT, String::new(), None));
+        if let Some(tombstone) = tombstone {
+            self.link_lineage(index, tombstone);
+        }
+        self.set_parent(index, new_ppid);
+        let process = self.get_mut(index);
+        process.orphaned = Some(Orphaning {
+            ts,
+            parent: dead_parent,
+            parent_comm,
+            new_ppid,
+        });
+        let key = process.key;
+        self.stats.reparents += 1;
+        derived.push(Event::Reparent(Reparent {
+            ts,
+            pid: key.pid,
+            start_time: key.start_time,
+            old_ppid: dead_parent.pid,
+            new_ppid,
+            source: ReparentSource::Exit,
+        }));
     }
 
     fn on_exec(&mut self, e: &Exec) {
@@ -1031,6 +1091,88 @@ mod tests {
             model.apply(event, &mut derived);
         }
         derived
+    }
+
+    #[test]
+    fn a_new_pid_holder_seen_after_its_child_keeps_that_child() {
+        const S: u64 = 1_000_000_000;
+        let mut model = Model::new(TICK);
+        let init = key(1, 0);
+        let (old, new) = (key(300, S), key(300, 5 * S));
+        apply_all(
+            &mut model,
+            &[
+                snapshot(1, 0, 0, "init"),
+                fork(S, 300, S, init),
+                // The old holder's child; then the old holder's exit is lost.
+                fork(2 * S, 400, 2 * S, old),
+                // The new holder's child is seen before the new holder itself.
+                fork(6 * S, 401, 6 * S, new),
+                exec(7 * S, 300, 5 * S, 1, "worker"),
+            ],
+        );
+        model.check_invariants();
+        let ppid_of = |pid: u32| model.live(pid).unwrap().ppid;
+        assert_eq!(ppid_of(401), 300, "the new holder's child stays with it");
+        assert_eq!(
+            ppid_of(400),
+            UNKNOWN_PARENT,
+            "the old holder's waits for news"
+        );
+        let lineage: Vec<u64> = model
+            .lineage(model.live_index(400).unwrap())
+            .map(|(_, p)| p.key.start_time)
+            .collect();
+        assert_eq!(lineage.first(), Some(&S), "its lineage is the old holder");
+    }
+
+    #[test]
+    fn a_clone_parent_child_made_while_its_parent_exits_is_orphaned_with_the_caller() {
+        let mut model = host();
+        let shell = key(100, 5 * TICK);
+        let parent = key(300, 30 * TICK);
+        let caller = key(301, 31 * TICK);
+        apply_all(
+            &mut model,
+            &[
+                fork(30 * TICK, parent.pid, parent.start_time, shell),
+                fork(31 * TICK, caller.pid, caller.start_time, parent),
+                // The parent's exit probe fires before the kernel reparents its children; a
+                // CLONE_PARENT fork in between is linked under it and reported after its exit.
+                exit(40 * TICK, parent, 100, 1),
+            ],
+        );
+        let Event::ProcessStart(mut start) = fork(41 * TICK, 302, 40 * TICK, parent) else {
+            unreachable!()
+        };
+        start.caller_pid = caller.pid;
+        let derived = apply_all(&mut model, &[Event::ProcessStart(start)]);
+        model.check_invariants();
+        let child = model.live(302).unwrap();
+        assert_eq!(child.ppid, 1, "adopted as its caller was");
+        let orphaning = child
+            .orphaned
+            .as_ref()
+            .expect("orphaned by the parent's exit");
+        assert_eq!(orphaning.parent, parent);
+        assert_eq!(orphaning.new_ppid, 1);
+        assert!(
+            matches!(&derived[..], [Event::Reparent(r)] if r.pid == 302 && r.old_ppid == 300),
+            "the orphaning is announced: {derived:?}"
+        );
+        let lineage: Vec<ProcessKey> = model
+            .lineage(model.live_index(302).unwrap())
+            .map(|(_, p)| p.key)
+            .collect();
+        assert_eq!(
+            lineage.first(),
+            Some(&parent),
+            "its lineage keeps the dead parent"
+        );
+        assert!(
+            model.children_of(300).is_empty(),
+            "nothing is left under the dead pid"
+        );
     }
 
     /// init (1) → shell (100), as found at start.

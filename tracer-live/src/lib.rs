@@ -19,6 +19,7 @@ pub mod preflight;
 pub mod privileges;
 mod probes;
 pub mod procfs;
+mod window;
 
 pub use layout::ExitProbe;
 pub use probes::{ProbeOptions, Probes};

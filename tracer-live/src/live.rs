@@ -1,7 +1,9 @@
 //! Live capture: probes → ingest → model → sink, until told to stop.
 //!
-//! Bootstrap order matters. The probes attach first, then `/proc` is scanned while the ring
-//! buffer keeps being drained; the snapshot is applied, then every event that raced the scan.
+//! Bootstrap order matters. Every process's parent is noted ([`BeforeAttach`]), the probes
+//! attach, then `/proc` is scanned while the ring buffer keeps being drained; the snapshot is
+//! applied (with the processes that exited in between put back), then every event that raced
+//! the scan.
 //! The model applies events idempotently by identity, so a process seen both in the snapshot
 //! and in an event is one process, and the events, being newer, win.
 
@@ -20,6 +22,7 @@ use crate::latency::Latency;
 use crate::preflight::kernel_release;
 use crate::privileges::{self, Dropped};
 use crate::procfs::{self, ProcFs};
+use crate::window::BeforeAttach;
 use crate::{ProbeOptions, Probes};
 use caps::Capability;
 
@@ -371,7 +374,12 @@ pub async fn run<S: Sink>(
     stop: impl Future<Output = ()>,
     ready: impl FnOnce(&LiveSummary),
 ) -> Result<LiveSummary> {
-    let mut probes = Probes::load(&options.probes)?;
+    let tick_ns = host::clock_tick_ns();
+    let procfs = ProcFs::host(tick_ns);
+    let mut before_attach = BeforeAttach::default();
+    let mut probes = Probes::load_then_attach(&options.probes, || {
+        before_attach = BeforeAttach::read(&procfs);
+    })?;
     // Before any other thread exists: every thread then inherits the reduced set.
     let hidepid = std::fs::read_to_string("/proc/self/mountinfo")
         .is_ok_and(|mounts| privileges::proc_hides_pids(&mounts));
@@ -382,8 +390,6 @@ pub async fn run<S: Sink>(
     };
     let privileges = privileges::drop_all_except(keep)?;
     let started = host::boottime_ns();
-    let tick_ns = host::clock_tick_ns();
-    let procfs = ProcFs::host(tick_ns);
 
     // Keep draining the ring buffer while /proc is scanned: a big host takes a while.
     let mut reader = Reader {
@@ -408,7 +414,7 @@ pub async fn run<S: Sink>(
         snapshot
     });
     tokio::pin!(scan);
-    let snapshot = loop {
+    let mut snapshot = loop {
         tokio::select! {
             result = &mut scan => break result.context("the /proc scan failed")?,
             read = reader.next(&mut probes, &mut pending, usize::MAX) => { read?; }
@@ -444,6 +450,7 @@ pub async fn run<S: Sink>(
     );
     header.rules = capture.pipeline.analyzer.rules().user_text.clone();
     capture.pipeline.header(&header)?;
+    before_attach.restore(&mut snapshot, &pending, started);
     let snapshot_len = snapshot.len();
     for process in snapshot {
         capture.pipeline.apply(&Event::Snapshot(process))?;

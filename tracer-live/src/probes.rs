@@ -136,6 +136,14 @@ fn verifier_reason(log: &str) -> String {
 impl Probes {
     /// Checks the kernel, resolves its layout, loads and attaches every probe.
     pub fn load(options: &ProbeOptions) -> Result<Probes> {
+        Self::load_then_attach(options, || {})
+    }
+
+    /// Loads and verifies every probe, calls `before_attach`, then attaches them.
+    pub fn load_then_attach(
+        options: &ProbeOptions,
+        before_attach: impl FnOnce(),
+    ) -> Result<Probes> {
         if PROBES_OBJECT.is_empty() {
             bail!(
                 "this tracer was built without its kernel probes (no BPF toolchain, or AYA_BUILD_SKIP): \
@@ -202,6 +210,7 @@ impl Probes {
                 .load(tracepoint, &aya_btf)
                 .map_err(|e| verifier_summary(name, e))?;
         }
+        before_attach();
         let pause = attach_pause();
         for (name, tracepoint) in programs {
             let program: &mut BtfTracePoint = ebpf

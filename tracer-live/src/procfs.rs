@@ -178,6 +178,21 @@ impl ProcFs {
 
     /// Every process in `/proc`, by pid.
     pub fn snapshot(&self, ts: u64) -> Vec<Snapshot> {
+        self.pids()
+            .into_iter()
+            .filter_map(|pid| self.snapshot_of(pid, ts))
+            .collect()
+    }
+
+    /// The `stat` line of every process in `/proc`: a quick look, without command lines.
+    pub fn stats(&self) -> Vec<(u32, Stat)> {
+        self.pids()
+            .into_iter()
+            .filter_map(|pid| Some((pid, self.stat(pid)?)))
+            .collect()
+    }
+
+    fn pids(&self) -> Vec<u32> {
         let Ok(entries) = std::fs::read_dir(&self.root) else {
             return Vec::new();
         };
@@ -185,9 +200,11 @@ impl ProcFs {
             .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
             .collect();
         pids.sort_unstable();
-        pids.into_iter()
-            .filter_map(|pid| self.snapshot_of(pid, ts))
-            .collect()
+        pids
+    }
+
+    pub fn tick_ns(&self) -> u64 {
+        self.tick_ns
     }
 
     pub fn root(&self) -> &Path {

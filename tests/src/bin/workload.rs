@@ -152,6 +152,15 @@ enum Scenario {
     /// A child renames itself and calls clone(CLONE_PARENT): the new process is this
     /// process's child, a copy of its caller.
     CloneParent,
+    /// The race of `CLONE_PARENT` with the parent's exit: this process (a subreaper) forks P,
+    /// which opens FILES files (so that its exit spends long between the exit probe and the
+    /// reparenting of its children) and forks C; as P exits, C makes copies of itself with
+    /// clone(CLONE_PARENT), P's children, until it sees itself adopted. They live until
+    /// this process has reported.
+    CloneParentRace {
+        #[arg(long, default_value_t = 65_536)]
+        files: u64,
+    },
     /// A child moves into a new cgroup of its own (cgroup v2) and a new session, becomes uid
     /// 65534 and forks a grandchild, which then moves to a process group of its own and
     /// renames itself. The grandchild reports what /proc says at each step.
@@ -637,6 +646,99 @@ struct CloneArgs {
 }
 
 /// A fork by clone3 with `args`, which must not share memory (no CLONE_VM).
+fn clone_parent_race(files: u64) -> Result<()> {
+    /// Enough copies for the whole window on a slow (emulated) machine; a bound all the same.
+    const MOST_COPIES: usize = 4096;
+    prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER failed")?;
+    let (hold_read, hold_write) = pipe()?;
+    let (go_read, go_write) = pipe()?;
+    let (pids_read, pids_write) = pipe()?;
+    let parent = match fork()? {
+        ForkResult::Child => {
+            drop((hold_write, pids_read));
+            let _ = prctl::set_name(c"race-parent");
+            let me = getpid();
+            match fork() {
+                Ok(ForkResult::Child) => {
+                    drop(go_write);
+                    let _ = prctl::set_name(c"race-caller");
+                    let mut go = [0u8; 1];
+                    let _ = File::from(go_read).read_exact(&mut go);
+                    let mut pids = File::from(pids_write);
+                    let args = CloneArgs {
+                        flags: libc::CLONE_PARENT as u64,
+                        ..CloneArgs::default()
+                    };
+                    let mut adopted_for = 0;
+                    for _ in 0..MOST_COPIES {
+                        match clone3_fork(&args) {
+                            Ok(ForkResult::Child) => {
+                                drop(pids);
+                                wait_for_eof(hold_read);
+                                std::process::exit(0)
+                            }
+                            Ok(ForkResult::Parent { child }) => {
+                                let _ = pids.write_all(&child.as_raw().to_ne_bytes());
+                            }
+                            Err(_) => std::process::exit(1),
+                        }
+                        // A few more once adopted: made straight under the reaper.
+                        if nix::unistd::getppid() != me {
+                            adopted_for += 1;
+                            if adopted_for == 8 {
+                                break;
+                            }
+                        }
+                    }
+                    std::process::exit(0)
+                }
+                Ok(ForkResult::Parent { .. }) => {
+                    drop((go_read, pids_write, hold_read));
+                    let _ = nix::sys::resource::setrlimit(
+                        nix::sys::resource::Resource::RLIMIT_NOFILE,
+                        files + 64,
+                        files + 64,
+                    );
+                    // Files of its own, opened after the fork (not shared with the caller):
+                    // releasing each is work its exit does before it hands its children to
+                    // the reaper.
+                    let held: Vec<File> = (0..files)
+                        .map_while(|_| File::open("/dev/null").ok())
+                        .collect();
+                    let _ = File::from(go_write).write_all(b"g");
+                    std::mem::forget(held);
+                    std::process::exit(0)
+                }
+                Err(_) => std::process::exit(1),
+            }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((go_read, go_write, pids_write, hold_read));
+    let mut bytes = Vec::new();
+    File::from(pids_read).read_to_end(&mut bytes)?;
+    let copies: Vec<i32> = bytes
+        .chunks_exact(4)
+        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let parent_status = waitpid(parent, None)?;
+    let adopted_by_this = copies
+        .iter()
+        .filter(|&&copy| ppid_of(Pid::from_raw(copy)).ok() == Some(getpid().as_raw()))
+        .count();
+    report(json!({
+        "reaper": pid_json(getpid()),
+        "parent": pid_json(parent),
+        "parent_status": exit_code(parent_status),
+        "copies": copies,
+        "adopted_by_reaper": adopted_by_this,
+    }));
+    drop(hold_write);
+    // The caller and the copies are this subreaper's now.
+    while waitpid(None::<Pid>, Some(WaitPidFlag::__WALL)).is_ok() {}
+    Ok(())
+}
+
 fn clone3_fork(args: &CloneArgs) -> std::io::Result<ForkResult> {
     debug_assert_eq!(args.flags & libc::CLONE_VM as u64, 0);
     // SAFETY: clone3 without CLONE_VM is a fork: the child gets a copy of this
@@ -1343,6 +1445,7 @@ fn main() -> std::process::ExitCode {
         Scenario::CoreDump => core_dump(),
         Scenario::Signals => signals(),
         Scenario::CloneParent => clone_parent(),
+        Scenario::CloneParentRace { files } => clone_parent_race(files),
         Scenario::Identity => identity(),
     };
     match result {

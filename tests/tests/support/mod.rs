@@ -138,6 +138,16 @@ impl Recording {
 
     /// [`Recording::start`] with environment variables set for the tracer.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Recording {
+        Recording::start_with_env_while(extra, env, |_| {})
+    }
+
+    /// [`Recording::start_with_env`], calling `while_starting` with the tracer's pid as soon
+    /// as it runs, before it is ready.
+    pub fn start_with_env_while(
+        extra: &[&str],
+        env: &[(&str, &str)],
+        while_starting: impl FnOnce(u32),
+    ) -> Recording {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("trace.jsonl");
         let mut child = Command::new(TRACER)
@@ -152,6 +162,7 @@ impl Recording {
             .spawn()
             .expect("spawn tracer record");
         let (stderr, lines) = capture_stderr(&mut child);
+        while_starting(child.id());
         wait_for_line(&lines, "tracer: recording to", &stderr);
         Recording {
             child,
