@@ -203,6 +203,13 @@ impl ProcFs {
         pids
     }
 
+    /// The cgroup `pid` is in: the v2 path of `/proc/PID/cgroup`, or on a v1-only host the
+    /// path of a controller every container has.
+    pub fn cgroup_path(&self, pid: u32) -> Option<String> {
+        let (raw, _) = read_capped(&self.path(pid, "cgroup"), 16 << 10)?;
+        cgroup_path_in(&String::from_utf8_lossy(&raw)).map(str::to_owned)
+    }
+
     pub fn tick_ns(&self) -> u64 {
         self.tick_ns
     }
@@ -210,6 +217,22 @@ impl ProcFs {
     pub fn root(&self) -> &Path {
         &self.root
     }
+}
+
+/// The path in `/proc/PID/cgroup` text: the unified (`0::`) line, else the line of the
+/// `memory`, `pids` or `name=systemd` hierarchy.
+pub fn cgroup_path_in(text: &str) -> Option<&str> {
+    let unified = text.lines().find_map(|line| line.strip_prefix("0::"));
+    unified.or_else(|| {
+        text.lines().find_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            controllers
+                .split(',')
+                .any(|c| c == "memory" || c == "pids" || c == "name=systemd")
+                .then_some(path)
+        })
+    })
 }
 
 /// Where the memory controller's hierarchy is mounted: a cgroup v1 mount with the `memory`
@@ -293,6 +316,17 @@ mod tests {
     }
 
     const STAT: &str = "4121 (celery: (w1) ) S 4100 4100 4000 0 -1 4194560 1 0 0 0 5 3 0 0 20 0 7 0 123456 1000 200 0";
+
+    #[test]
+    fn cgroup_files_of_v1_and_v2() {
+        assert_eq!(
+            cgroup_path_in("0::/system.slice/x.service\n"),
+            Some("/system.slice/x.service")
+        );
+        let v1 = "12:pids:/docker/abc\n11:memory:/docker/abc\n1:name=systemd:/docker/abc\n";
+        assert_eq!(cgroup_path_in(v1), Some("/docker/abc"));
+        assert_eq!(cgroup_path_in("garbage"), None);
+    }
 
     #[test]
     fn stat_with_a_hostile_comm() {

@@ -1,8 +1,10 @@
 //! The `tracer` program: its command line ([`cli`]), the files it writes ([`files`]), its
-//! sinks ([`sinks`]: the recorder, the line stream), the text views ([`render`]) and the TUI
-//! ([`tui`]). The model and analysis are [`tracer_core`]'s; capture is [`tracer_live`]'s.
+//! sinks ([`sinks`]: the recorder, the line stream), the text views ([`render`]), the TUI
+//! ([`tui`]) and the service, `tracer agent` ([`agent`]). The model and analysis are
+//! [`tracer_core`]'s; capture is [`tracer_live`]'s.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod cli;
 pub mod files;
 pub mod render;

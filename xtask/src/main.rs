@@ -56,8 +56,8 @@ const VENVS: &[(&str, &[&str])] = &[
 ];
 
 /// Debian packages the tests need: Redis for the real-world tests, tmux and Graphviz for the
-/// TUI and export tests.
-const TEST_PACKAGES: &[&str] = &["redis-server", "tmux", "graphviz"];
+/// TUI and export tests, Prometheus to scrape the agent, systemd to verify its unit.
+const TEST_PACKAGES: &[&str] = &["redis-server", "tmux", "graphviz", "prometheus", "systemd"];
 /// The probes' toolchain (LLVM 22.1), shared with `tracer-live/build.rs`.
 const BPF_TOOLCHAIN: &str = include_str!("../../tracer-ebpf/TOOLCHAIN");
 
@@ -318,6 +318,17 @@ const CORE_FORBIDDEN: &[&str] = &[
     "caps",
 ];
 
+/// The optional exporters, and what they must not depend on.
+const EXPORTERS: &[&str] = &["tracer-metrics", "tracer-otlp"];
+const EXPORTER_FORBIDDEN: &[&str] = &[
+    "tracer-live",
+    "tracer",
+    "aya",
+    "ratatui",
+    "crossterm",
+    "caps",
+];
+
 /// Checks that `tracer-core` stands alone: none of [`CORE_FORBIDDEN`] in its normal dependency
 /// tree, no build script, and its whole test suite passing with the stable toolchain by
 /// itself, on a `PATH` where neither rustup's proxies (so no nightly) nor bpf-linker can be
@@ -341,6 +352,27 @@ fn core_stands_alone() -> Result<()> {
         .collect();
     if !forbidden.is_empty() {
         bail!("tracer-core depends on {}", forbidden.join(", "));
+    }
+    // The exporters build on tracer-core alone: never on the kernel side or the app.
+    for exporter in EXPORTERS {
+        let tree = output(command("cargo").args([
+            "tree",
+            "--package",
+            exporter,
+            "--edges",
+            "normal,build",
+            "--prefix",
+            "none",
+        ]))
+        .context("cargo tree failed")?;
+        let forbidden: Vec<&str> = tree
+            .lines()
+            .filter_map(|line| line.split_whitespace().next())
+            .filter(|name| EXPORTER_FORBIDDEN.contains(name))
+            .collect();
+        if !forbidden.is_empty() {
+            bail!("{exporter} depends on {}", forbidden.join(", "));
+        }
     }
     if workspace_root().join("tracer-core/build.rs").exists() {
         bail!("tracer-core has a build script");

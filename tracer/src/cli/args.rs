@@ -58,6 +58,9 @@ pub(super) enum Command {
         #[command(flatten)]
         view: ViewArgs,
     },
+    /// Run as a service: capture until SIGTERM, serve /metrics and /healthz, write rotating
+    /// traces, send findings and lifecycle events to an OpenTelemetry Collector.
+    Agent(AgentArgs),
     /// Record a trace (JSON Lines) until the duration ends, or SIGINT/SIGTERM.
     Record {
         /// The trace file to write (created with mode 0600).
@@ -119,6 +122,52 @@ pub(super) enum Command {
         #[command(flatten)]
         read: ReadArgs,
     },
+}
+
+/// `tracer agent`'s flags: each wins over the config file's key of the same name.
+#[derive(Args, Debug, Default)]
+pub(super) struct AgentArgs {
+    /// The configuration file (TOML): see docs/agent.md for every key.
+    #[arg(long, value_name = "FILE")]
+    pub(super) config: Option<PathBuf>,
+    /// Where /metrics and /healthz are served [default: 127.0.0.1:9464].
+    #[arg(long, value_name = "IP:PORT")]
+    pub(super) listen: Option<String>,
+    /// Write traces here (mode 0700, files 0600), rotated and pruned.
+    #[arg(long, value_name = "DIR")]
+    pub(super) trace_dir: Option<PathBuf>,
+    /// Start a new trace file past this size [default: 64M].
+    #[arg(long, value_name = "SIZE")]
+    pub(super) rotate_size: Option<String>,
+    /// Start a new trace file past this age [default: 1h].
+    #[arg(long, value_name = "DURATION")]
+    pub(super) rotate_age: Option<String>,
+    /// Remove the oldest trace files past this total size [default: 1G].
+    #[arg(long, value_name = "SIZE")]
+    pub(super) retain_size: Option<String>,
+    /// The OpenTelemetry Collector's OTLP/HTTP base URL (e.g. http://127.0.0.1:4318); logs go
+    /// to /v1/logs under it.
+    #[arg(long, value_name = "URL")]
+    pub(super) otlp_endpoint: Option<String>,
+    /// Lifecycle events sent: `lineage` (processes with a role, their ancestors and
+    /// descendants) or `all` [default: lineage]. Findings are always sent.
+    #[arg(long, value_name = "WHICH")]
+    pub(super) otlp_events: Option<String>,
+    /// Rules file with roles to add (tried before the built-in ones).
+    #[arg(long, value_name = "FILE")]
+    pub(super) rules: Option<PathBuf>,
+    /// Redact what REGEX matches in command lines (repeatable; adds to the file's).
+    #[arg(long, value_name = "REGEX", allow_hyphen_values = true)]
+    pub(super) redact: Vec<String>,
+    /// Record this environment variable (repeatable; NAME* for a prefix; adds to the file's).
+    #[arg(long, value_name = "NAME")]
+    pub(super) capture_env: Vec<String>,
+    /// Kernel ring buffer size: a power of two from 4K to 1024M [default: 32M].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(super) ring_buffer: Option<String>,
+    /// How long a burst of kernel records may gather before it is read, in ms (0 to 1000).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub(super) batch_delay: Option<u64>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,7 +237,7 @@ pub(super) fn parse_seconds(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is not a positive number of seconds"))
 }
 
-pub(super) fn ring_bytes(text: &str) -> Result<u32, String> {
+pub(crate) fn ring_bytes(text: &str) -> Result<u32, String> {
     let upper = text.to_ascii_uppercase();
     let (number, scale) = match upper.strip_suffix('K') {
         Some(number) => (number, 1u64 << 10),

@@ -16,7 +16,8 @@ use tracer_live::doctor::{self, Outcome};
 use tracer_live::host;
 use tracer_live::live::{self, LiveOptions, LiveSummary, ReparentChecks};
 
-use super::args::{CaptureArgs, ViewArgs};
+use super::args::{AgentArgs, CaptureArgs, ViewArgs};
+use crate::agent::config::{AgentConfig, AgentFlags, ConfigFile};
 use crate::files::{create_trace, load_rules};
 use crate::sinks::{RecordSink, TerminalSink, WatchMode};
 use crate::tui::{TuiSink, ViewOptions};
@@ -181,6 +182,28 @@ async fn watch_tui(
         eprintln!("tracer: {}", lost_note(&summary));
     }
     Ok(())
+}
+
+pub(super) async fn agent(args: AgentArgs) -> Result<()> {
+    let file = match &args.config {
+        Some(path) => ConfigFile::read(path)?,
+        None => ConfigFile::default(),
+    };
+    let flags = AgentFlags {
+        listen: args.listen,
+        trace_dir: args.trace_dir,
+        rotate_size: args.rotate_size,
+        rotate_age: args.rotate_age,
+        retain_size: args.retain_size,
+        otlp_endpoint: args.otlp_endpoint,
+        otlp_events: args.otlp_events,
+        rules: args.rules,
+        redact: args.redact,
+        capture_env: args.capture_env,
+        ring_buffer: args.ring_buffer,
+        batch_delay_ms: args.batch_delay,
+    };
+    crate::agent::run(AgentConfig::resolve(file, flags)?, termination()?).await
 }
 
 pub(super) async fn doctor_command() -> Result<()> {

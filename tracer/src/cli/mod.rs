@@ -7,6 +7,8 @@ mod capture;
 mod offline;
 mod time;
 
+pub(crate) use args::ring_bytes;
+
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -33,6 +35,7 @@ async fn run(cli: Cli) -> Result<()> {
             view,
         } => capture::watch(&capture, plain, kernel_threads, &view).await,
         Command::Record { output, capture } => capture::record(&output, &capture).await,
+        Command::Agent(agent) => capture::agent(agent).await,
         Command::Replay {
             file,
             rules,
