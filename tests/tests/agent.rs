@@ -4,127 +4,15 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use prost::Message as _;
-use support::{TRACER, kernel_test, pid, wait_bounded, wait_for_stderr_line, workload};
+use support::agent::{Agent, Receiver, eventually, free_port, http_get, offline, series, strings};
+use support::{TRACER, kernel_test, pid, workload};
 use tracer_core::event::Event;
-
-const BOUND: Duration = Duration::from_secs(90);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A GET over plain TCP: the status and the body.
-fn http_get(address: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_owned();
-    Some((status, body))
-}
-
-/// Polls `check` until it gives a value, within [`BOUND`].
-fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {BOUND:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The value of one series in a Prometheus text exposition.
-fn series(metrics: &str, name: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.parse().ok())
-}
-
-struct Agent {
-    child: Child,
-    listen: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Agent {
-    fn start(args: &[&str]) -> Agent {
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut child = Command::new(TRACER)
-            .arg("agent")
-            .args(["--listen", &listen.to_string()])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tracer agent");
-        let stderr = wait_for_stderr_line(&mut child, "tracer agent: capturing");
-        Agent {
-            child,
-            listen,
-            stderr,
-        }
-    }
-
-    fn metrics(&self) -> String {
-        let (status, body) = http_get(self.listen, "/metrics").expect("GET /metrics");
-        assert_eq!(status, 200);
-        body
-    }
-
-    /// SIGTERM; it must exit 0 within `within`. Returns its stderr.
-    fn stop(mut self, within: Duration) -> String {
-        let asked = Instant::now();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let status = wait_bounded(&mut self.child, Duration::from_secs(60), "tracer agent");
-        let stderr = self.stderr.lock().unwrap().clone();
-        assert!(status.success(), "{status}: {stderr}");
-        assert!(
-            asked.elapsed() < within,
-            "the stop took {:?}: {stderr}",
-            asked.elapsed()
-        );
-        stderr
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn prometheus_scrapes_the_agent_and_rotated_traces_hold_every_event() {
@@ -183,6 +71,14 @@ fn prometheus_scrapes_the_agent_and_rotated_traces_hold_every_event() {
     eventually("up{job=\"tracer\"} == 1 in Prometheus", || {
         query("up%7Bjob%3D%22tracer%22%7D").filter(|&up| up == 1.0)
     });
+    let processes = eventually("tracer_processes in Prometheus", || {
+        query("tracer_processes")
+    });
+    assert!(processes > 10.0, "{processes} live processes");
+    let starts = eventually("the process starts in Prometheus", || {
+        query("tracer_events_total%7Bkind%3D%22process_start%22%7D").filter(|&n| n >= forked as f64)
+    });
+    assert!(starts >= 300.0);
     let execs = eventually("the execs in Prometheus", || {
         query("tracer_events_total%7Bkind%3D%22exec%22%7D").filter(|&n| n >= forked as f64)
     });
@@ -229,140 +125,45 @@ fn prometheus_scrapes_the_agent_and_rotated_traces_hold_every_event() {
                 true_execs += 1;
             }
         }
-        let replayed = Command::new(TRACER)
-            .args(["report", file.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(
-            replayed.status.success(),
-            "{}",
-            String::from_utf8_lossy(&replayed.stderr)
-        );
+        offline(&["report", file.to_str().unwrap()]).unwrap();
     }
     assert_eq!(
         true_execs, forked,
         "no exec lost or doubled across rotations"
     );
-}
 
-/// An OTLP/HTTP receiver: decodes each `POST /v1/logs` body as the official
-/// `ExportLogsServiceRequest`. It answers 503 while `down`, or to its first `fail_first`
-/// requests.
-#[derive(Clone, Default)]
-struct Receiver {
-    requests: Arc<Mutex<Vec<ExportLogsServiceRequest>>>,
-    headers: Arc<Mutex<Vec<HashMap<String, String>>>>,
-    fail_first: Arc<AtomicU32>,
-    down: Arc<AtomicBool>,
-    answered_503: Arc<AtomicU32>,
-}
+    // The directory reads as one history: exported whole, it holds the burst once.
+    let exported = dir.path().join("whole.jsonl");
+    let (exported_path, traces_path) = (exported.to_str().unwrap(), traces.to_str().unwrap());
+    offline(&[
+        "export",
+        "--format",
+        "jsonl",
+        "-o",
+        exported_path,
+        traces_path,
+    ])
+    .unwrap();
+    let whole = support::Trace::read(&exported);
+    let whole_execs = whole.execs().filter(|e| e.filename == "/bin/true").count() as u64;
+    assert_eq!(whole_execs, forked);
+    offline(&["replay", traces_path]).unwrap();
 
-impl Receiver {
-    fn start(&self) -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let address = listener.local_addr().unwrap();
-        let receiver = self.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(receiver.serve(listener));
-        });
-        address
-    }
-
-    async fn serve(self, listener: TcpListener) {
-        use http_body_util::{BodyExt as _, Full};
-        use hyper::body::Bytes;
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let receiver = self.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |request: hyper::Request<hyper::body::Incoming>| {
-                        let receiver = receiver.clone();
-                        async move {
-                            let path_ok = request.uri().path() == "/v1/logs";
-                            let protobuf = request
-                                .headers()
-                                .get("content-type")
-                                .is_some_and(|v| v == "application/x-protobuf");
-                            let headers: HashMap<String, String> = request
-                                .headers()
-                                .iter()
-                                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
-                                .collect();
-                            let body = request.into_body().collect().await.unwrap().to_bytes();
-                            let failing = receiver.down.load(Ordering::Relaxed)
-                                || receiver
-                                    .fail_first
-                                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                                        n.checked_sub(1)
-                                    })
-                                    .is_ok();
-                            let status = if !path_ok || !protobuf {
-                                400
-                            } else if failing {
-                                receiver.answered_503.fetch_add(1, Ordering::Relaxed);
-                                503
-                            } else {
-                                let decoded = ExportLogsServiceRequest::decode(body.as_ref())
-                                    .expect("an OTLP logs request");
-                                receiver.requests.lock().unwrap().push(decoded);
-                                receiver.headers.lock().unwrap().push(headers);
-                                200
-                            };
-                            let response = hyper::Response::builder()
-                                .status(status)
-                                .header("content-type", "application/x-protobuf")
-                                .body(Full::new(Bytes::new()))
-                                .unwrap();
-                            Ok::<_, std::convert::Infallible>(response)
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    }
-
-    /// Every record received, with its resource's attributes.
-    fn records(&self) -> Vec<(HashMap<String, String>, LogRecord)> {
-        let requests = self.requests.lock().unwrap();
-        let mut records = Vec::new();
-        for request in requests.iter() {
-            for resource_logs in &request.resource_logs {
-                let resource = strings(&resource_logs.resource.as_ref().unwrap().attributes);
-                for scope in &resource_logs.scope_logs {
-                    for record in &scope.log_records {
-                        records.push((resource.clone(), record.clone()));
-                    }
-                }
-            }
-        }
-        records
-    }
-}
-
-fn strings(
-    attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue],
-) -> HashMap<String, String> {
-    attributes
-        .iter()
-        .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            Any::StringValue(text) => Some((kv.key.clone(), text.clone())),
-            Any::IntValue(n) => Some((kv.key.clone(), n.to_string())),
-            Any::BoolValue(b) => Some((kv.key.clone(), b.to_string())),
-            _ => None,
-        })
-        .collect()
+    // Another host's trace beside it: reported side by side.
+    let other = dir.path().join("other-host.jsonl");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    let host = tracer_live::host::hostname();
+    let (header, rest) = text.split_once('\n').unwrap();
+    let renamed = header.replace(&format!("\"host\":\"{host}\""), "\"host\":\"worker-99\"");
+    assert_ne!(renamed, header);
+    std::fs::write(&other, format!("{renamed}\n{rest}")).unwrap();
+    let other_path = other.to_str().unwrap();
+    let out = offline(&["report", traces_path, other_path]).unwrap();
+    assert!(out.starts_with("2 histories: 2 hosts"), "{out}");
+    assert!(out.contains("\n== worker-99 (boot "), "{out}");
+    assert!(out.contains(&format!("\n== {host} (boot ")), "{out}");
+    let refused = offline(&["replay", traces_path, other_path]).unwrap_err();
+    assert!(refused.contains("2 separate histories"), "{refused}");
 }
 
 const WORKLOAD_RULES: &str = r#"
@@ -447,11 +248,13 @@ fn findings_reach_the_collector_through_its_outage() {
     agent.stop(Duration::from_secs(10));
 }
 
+/// The collector is killed mid-run (connections cut, its port refused) and comes back: capture
+/// never stops, the queue stays bounded, what it dropped is counted, and announced once the
+/// collector is back.
 #[test]
-fn a_full_export_queue_is_counted_and_announced_when_the_collector_returns() {
+fn a_killed_collector_costs_counted_drops_and_is_told_of_them_when_back() {
     let _kernel = kernel_test();
     let receiver = Receiver::default();
-    receiver.down.store(true, Ordering::Relaxed);
     let collector = receiver.start();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("agent.toml");
@@ -461,18 +264,38 @@ fn a_full_export_queue_is_counted_and_announced_when_the_collector_returns() {
     )
     .unwrap();
     let agent = Agent::start(&["--config", config.to_str().unwrap()]);
-    workload(&["burst", "--count", "200", "--program", "/bin/true"]);
-    let dropped = eventually("records dropped from the full queue", || {
+    workload(&["burst", "--count", "20", "--program", "/bin/true"]);
+    eventually("records at the collector", || {
+        (!receiver.records().is_empty()).then_some(())
+    });
+    receiver.kill();
+    let before = agent.rss_kib();
+    let execs_before = series(&agent.metrics(), r#"tracer_events_total{kind="exec"}"#).unwrap();
+    workload(&["burst", "--count", "2000", "--program", "/bin/true"]);
+    eventually("records dropped from the full queue", || {
         series(
             &agent.metrics(),
             r#"tracer_export_queue_dropped_total{exporter="otlp"}"#,
         )
         .filter(|&n| n > 0.0)
     });
-    eventually("a refused export", || {
-        (receiver.answered_503.load(Ordering::Relaxed) > 0).then_some(())
+    eventually("capture going on while the collector is away", || {
+        series(&agent.metrics(), r#"tracer_events_total{kind="exec"}"#)
+            .filter(|&execs| execs >= execs_before + 2000.0)
     });
-    receiver.down.store(false, Ordering::Relaxed);
+    let metrics = agent.metrics();
+    assert_eq!(
+        series(&metrics, r#"tracer_kernel_records_lost_total{kind="exec"}"#),
+        None,
+        "no kernel record lost for the export's sake"
+    );
+    let grown = agent.rss_kib().saturating_sub(before);
+    assert!(
+        grown < 16 << 10,
+        "memory grew by {grown} KiB while the collector was away"
+    );
+
+    receiver.start_on(collector.port());
     let (_, loss) = eventually("the data loss record", || {
         receiver
             .records()
@@ -482,6 +305,11 @@ fn a_full_export_queue_is_counted_and_announced_when_the_collector_returns() {
     let lost: f64 = strings(&loss.attributes)["lineage.lost_records"]
         .parse()
         .unwrap();
+    let dropped = series(
+        &agent.metrics(),
+        r#"tracer_export_queue_dropped_total{exporter="otlp"}"#,
+    )
+    .unwrap();
     assert!(
         lost >= 1.0 && lost <= dropped,
         "{lost} announced, {dropped} dropped"
@@ -525,7 +353,16 @@ fn bad_agent_configuration_is_one_line_that_says_what_to_do() {
         assert!(!output.status.success());
         String::from_utf8(output.stderr).unwrap()
     };
-    let cases: [(&[&str], &str); 4] = [
+    let unknown = dir.path().join("unknown.toml");
+    std::fs::write(&unknown, "listen = \"127.0.0.1:0\"\nlisten_port = 9464\n").unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--config", unknown.to_str().unwrap()],
+            "line 2: unknown field `listen_port`",
+        ),
+        (&["--listen", &taken], "cannot listen on"),
         (
             &["--config", config.to_str().unwrap()],
             "is not an http:// URL",

@@ -1097,3 +1097,132 @@ fn an_airflow_task_in_a_new_interpreter_is_not_daemonic() {
         .collect();
     assert!(flagged.is_empty(), "{flagged:#?}");
 }
+
+/// The same daemonic billiard process under `tracer agent`: the findings reach an OTLP
+/// receiver (decoding with the official protobuf types) as exactly two `daemonic_spawn`, two
+/// `orphaned` and one `killed` record about the session, with their lineage attributes.
+/// `TRACER_TEST_KEEP_OTLP=FILE` writes the records received about it as JSON.
+#[test]
+fn the_agent_sends_a_daemonic_billiard_spawn_and_its_orphans_as_otlp_records() {
+    use support::agent::{Agent, Receiver, eventually, strings};
+    let _kernel = kernel_test();
+    let receiver = Receiver::default();
+    let collector = receiver.start();
+    let rules = scenarios().join("daemonic_rules.toml");
+    let agent = Agent::start(&[
+        "--rules",
+        text(&rules),
+        "--otlp-endpoint",
+        &format!("http://{collector}"),
+    ]);
+    let mut scenario = Session::start(
+        Command::new(venv_bin("celery", "python3")).arg(scenarios().join("billiard_daemonic.py")),
+    );
+    let report = scenario.report();
+    scenario.wait();
+    let daemonic = pid_of(&report["daemonic"]);
+    let children: HashSet<u32> = report["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(pid_of)
+        .collect();
+    let about = |record: &opentelemetry_proto::tonic::logs::v1::LogRecord| {
+        strings(&record.attributes)
+            .get("process.pid")
+            .and_then(|pid| pid.parse::<u32>().ok())
+    };
+    let findings_about_it = || {
+        receiver
+            .records()
+            .into_iter()
+            .filter(|(_, r)| r.event_name.starts_with("lineage."))
+            .filter(|(_, r)| about(r).is_some_and(|p| p == daemonic || children.contains(&p)))
+            .collect::<Vec<_>>()
+    };
+    let findings = eventually("five finding records", || {
+        let found = findings_about_it();
+        (found.len() >= 5).then_some(found)
+    });
+    drop(scenario);
+    let stderr = agent.stop(Duration::from_secs(15));
+    let mut names: Vec<&str> = findings
+        .iter()
+        .map(|(_, r)| r.event_name.as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "lineage.daemonic_spawn",
+            "lineage.daemonic_spawn",
+            "lineage.killed",
+            "lineage.orphaned",
+            "lineage.orphaned"
+        ],
+        "{stderr}"
+    );
+    for (resource, record) in &findings {
+        let attributes = strings(&record.attributes);
+        assert_eq!(resource["service.name"], "tracer");
+        assert_eq!(attributes["lineage.uncertain"], "false", "{attributes:?}");
+        assert_eq!(record.severity_text, "WARN");
+        let pid = about(record).unwrap();
+        match record.event_name.as_str() {
+            "lineage.daemonic_spawn" => {
+                assert!(children.contains(&pid));
+                assert_eq!(attributes["process.parent_pid"], daemonic.to_string());
+                assert!(
+                    attributes["lineage.parent_process_id"].contains(&format!("/{daemonic}/")),
+                    "{attributes:?}"
+                );
+            }
+            "lineage.orphaned" => {
+                assert!(children.contains(&pid));
+                assert!(
+                    attributes["lineage.death"].contains("SIGKILL"),
+                    "{attributes:?}"
+                );
+            }
+            _ => {
+                assert_eq!(pid, daemonic);
+                assert_eq!(attributes["lineage.role"], "test.daemonic_worker");
+            }
+        }
+    }
+    // The children's lives, as descendants of a process with a role.
+    let lifecycle: Vec<(u32, String)> = receiver
+        .records()
+        .iter()
+        .filter(|(_, r)| r.event_name.starts_with("process."))
+        .filter_map(|(_, r)| Some((about(r)?, r.event_name.clone())))
+        .filter(|(pid, _)| children.contains(pid))
+        .collect();
+    for child in &children {
+        assert!(
+            lifecycle.contains(&(*child, "process.start".to_owned())),
+            "{child}: {lifecycle:?}"
+        );
+    }
+    if let Some(path) = std::env::var_os("TRACER_TEST_KEEP_OTLP") {
+        let records: Vec<Value> = findings
+            .iter()
+            .map(|(resource, record)| {
+                serde_json::json!({
+                    "resource": resource,
+                    "event_name": record.event_name,
+                    "severity_text": record.severity_text,
+                    "time_unix_nano": record.time_unix_nano,
+                    "body": match record.body.as_ref().and_then(|b| b.value.as_ref()) {
+                        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                            body,
+                        )) => body.clone(),
+                        _ => String::new(),
+                    },
+                    "attributes": strings(&record.attributes),
+                })
+            })
+            .collect();
+        std::fs::write(path, serde_json::to_string_pretty(&records).unwrap()).unwrap();
+    }
+}

@@ -39,6 +39,17 @@ pub struct TraceHeader {
     /// The user rules file the tracer ran with (its text), so that replay classifies alike.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<String>,
+    /// This file's place in a series of rotated files (the agent's `--trace-dir`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<Segment>,
+}
+
+/// Rotated files of one capture: `series` is the `ts` of its first file's header, `index`
+/// counts from 0. Files of a series, in index order, read as one history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub series: u64,
+    pub index: u32,
 }
 
 impl TraceHeader {
@@ -62,6 +73,7 @@ impl TraceHeader {
             wall_clock_ns,
             clock_tick_ns,
             rules: None,
+            segment: None,
         }
     }
 }
@@ -121,6 +133,10 @@ pub struct TraceReader<R> {
     lenient: bool,
     /// Lines skipped in lenient mode, and the first problem met.
     pub skipped: Skipped,
+    /// Traces read after this one as the same history ([`TraceReader::followed_by`]).
+    parts: std::collections::VecDeque<TraceReader<R>>,
+    /// What [`TraceReader::name`] calls a history of several parts.
+    title: Option<String>,
 }
 
 /// What a lenient reader left out.
@@ -150,6 +166,8 @@ impl<R: BufRead> TraceReader<R> {
             done: false,
             lenient: false,
             skipped: Skipped::default(),
+            parts: std::collections::VecDeque::new(),
+            title: None,
         };
         let first = match reader.next_line() {
             Ok(Some(line)) => line,
@@ -261,6 +279,7 @@ impl<R: BufRead> TraceReader<R> {
     fn skip_or_fail(&mut self, problem: TraceError) -> Option<TraceError> {
         if !self.lenient {
             self.done = true;
+            self.parts.clear();
             return Some(problem);
         }
         self.skipped.lines += 1;
@@ -275,8 +294,38 @@ impl<R: BufRead> TraceReader<R> {
         self.line
     }
 
+    /// The trace's name (a path), or for several parts, the first and last and how many.
     pub fn name(&self) -> &str {
-        &self.name
+        self.title.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Reads `parts` after this trace as one history: the later parts' headers (already read
+    /// by their own readers) are not events, and errors name the part and its line. The
+    /// header is this trace's. Torn last lines of the parts add up in `trailing_bytes`.
+    pub fn followed_by(mut self, parts: Vec<TraceReader<R>>) -> Self {
+        if let Some(last) = parts.last() {
+            self.title = Some(format!(
+                "{} … {} ({} files)",
+                self.name,
+                last.name,
+                parts.len() + 1
+            ));
+        }
+        self.parts = parts.into();
+        self
+    }
+
+    /// Moves on to the next part, if any.
+    fn next_part(&mut self) -> bool {
+        let Some(part) = self.parts.pop_front() else {
+            return false;
+        };
+        self.input = part.input;
+        self.name = part.name;
+        self.line = part.line;
+        self.done = part.done;
+        self.trailing_bytes += part.trailing_bytes;
+        true
     }
 }
 
@@ -293,9 +342,11 @@ impl<R: BufRead> Iterator for TraceReader<R> {
                     Ok(event) => return Some(Ok(event)),
                     Err(e) => self.error_at(self.line, TraceProblem::BadEvent(e.to_string())),
                 },
+                Ok(None) if self.next_part() => continue,
                 Ok(None) => return None,
                 Err(LineError::Io(e)) => {
                     self.done = true;
+                    self.parts.clear();
                     return Some(Err(self.line_error(LineError::Io(e))));
                 }
                 Err(too_long) => self.line_error(too_long),
@@ -379,6 +430,28 @@ mod tests {
         let error = reader.next().unwrap().unwrap_err().to_string();
         assert!(error.contains("t:2: line is longer than"), "{error}");
         assert!(reader.next().is_none());
+    }
+
+    #[test]
+    fn parts_read_as_one_history_and_errors_name_their_part() {
+        let header = serde_json::to_string(&crate::fixtures::header()).unwrap();
+        let event = |ts: u64| serde_json::to_string(&crate::fixtures::lost(ts)).unwrap();
+        let part = |name: &str, lines: &[String]| {
+            TraceReader::new(Cursor::new(text(lines)), name.to_owned()).unwrap()
+        };
+        let first = part("a", &[header.clone(), event(1), event(2)]);
+        let second = part("b", &[header.clone(), event(3)]);
+        let third = part("c", &[header.clone(), event(4), "{oops".to_owned()]);
+        let reader = first.followed_by(vec![second, third]);
+        assert_eq!(reader.name(), "a … c (3 files)");
+        let read: Vec<Result<Event, TraceError>> = reader.collect();
+        let times: Vec<u64> = read
+            .iter()
+            .filter_map(|e| Some(e.as_ref().ok()?.ts()))
+            .collect();
+        assert_eq!(times, [1, 2, 3, 4]);
+        let error = read.last().unwrap().as_ref().unwrap_err().to_string();
+        assert!(error.starts_with("c:3:"), "{error}");
     }
 
     #[test]

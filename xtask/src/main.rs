@@ -318,6 +318,26 @@ const CORE_FORBIDDEN: &[&str] = &[
     "caps",
 ];
 
+/// The crates of `names` in `package`'s normal and build dependency tree.
+fn dependencies_among(package: &str, names: &[&str]) -> Result<Vec<String>> {
+    let tree = output(command("cargo").args([
+        "tree",
+        "--package",
+        package,
+        "--edges",
+        "normal,build",
+        "--prefix",
+        "none",
+    ]))
+    .context("cargo tree failed")?;
+    Ok(tree
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| names.contains(name))
+        .map(str::to_owned)
+        .collect())
+}
+
 /// The optional exporters, and what they must not depend on.
 const EXPORTERS: &[&str] = &["tracer-metrics", "tracer-otlp"];
 const EXPORTER_FORBIDDEN: &[&str] = &[
@@ -335,41 +355,13 @@ const EXPORTER_FORBIDDEN: &[&str] = &[
 /// found: what building the probes needs.
 fn core_stands_alone() -> Result<()> {
     eprintln!("xtask: tracer-core: dependency tree, build script, stable-only tests");
-    let tree = output(command("cargo").args([
-        "tree",
-        "--package",
-        "tracer-core",
-        "--edges",
-        "normal,build",
-        "--prefix",
-        "none",
-    ]))
-    .context("cargo tree failed")?;
-    let forbidden: Vec<&str> = tree
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| CORE_FORBIDDEN.contains(name))
-        .collect();
+    let forbidden = dependencies_among("tracer-core", CORE_FORBIDDEN)?;
     if !forbidden.is_empty() {
         bail!("tracer-core depends on {}", forbidden.join(", "));
     }
     // The exporters build on tracer-core alone: never on the kernel side or the app.
     for exporter in EXPORTERS {
-        let tree = output(command("cargo").args([
-            "tree",
-            "--package",
-            exporter,
-            "--edges",
-            "normal,build",
-            "--prefix",
-            "none",
-        ]))
-        .context("cargo tree failed")?;
-        let forbidden: Vec<&str> = tree
-            .lines()
-            .filter_map(|line| line.split_whitespace().next())
-            .filter(|name| EXPORTER_FORBIDDEN.contains(name))
-            .collect();
+        let forbidden = dependencies_among(exporter, EXPORTER_FORBIDDEN)?;
         if !forbidden.is_empty() {
             bail!("{exporter} depends on {}", forbidden.join(", "));
         }

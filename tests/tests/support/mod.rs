@@ -7,6 +7,8 @@
 //! drain that follows SIGINT puts them in the trace.
 #![allow(dead_code)]
 
+pub mod agent;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};

@@ -122,6 +122,8 @@ pub async fn run(config: AgentConfig, stop: impl std::future::Future<Output = ()
             config.listen
         )
     })?;
+    // The port the kernel picked when asked for 0.
+    let listen = listener.local_addr().unwrap_or(config.listen);
     let server = tokio::spawn(http::serve(
         listener,
         Endpoint {
@@ -153,7 +155,6 @@ pub async fn run(config: AgentConfig, stop: impl std::future::Future<Output = ()
             otlp,
         },
     );
-    let listen = config.listen;
     let traces = config
         .trace_dir
         .as_ref()
@@ -181,11 +182,12 @@ pub async fn run(config: AgentConfig, stop: impl std::future::Future<Output = ()
     };
     server.abort();
     let summary = result?;
-    let lost = summary.lost.total();
     let exported = flushed.map_or(String::new(), |report| format!("; OTLP: {report}"));
     eprintln!(
-        "tracer agent: stopped after {} events ({lost} kernel records lost){exported}",
-        summary.events
+        "tracer agent: stopped after {} events, {}; kernel-to-trace latency {}{exported}",
+        summary.events,
+        crate::cli::lost_note(&summary),
+        summary.latency
     );
     Ok(())
 }

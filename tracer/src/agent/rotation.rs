@@ -10,7 +10,7 @@ use anyhow::{Result, anyhow};
 use tracer_core::event::{Event, Snapshot};
 use tracer_core::ingest::{Sink, Status};
 use tracer_core::model::Model;
-use tracer_core::trace::TraceHeader;
+use tracer_core::trace::{Segment, TraceHeader};
 use tracer_core::words::utc;
 use tracer_metrics::Metrics;
 
@@ -42,8 +42,8 @@ pub struct RotatingRecorder {
     metrics: Metrics,
     header: Option<TraceHeader>,
     current: Option<Current>,
-    /// Files this recorder created, oldest first.
-    pub created: Vec<PathBuf>,
+    /// Files this recorder created: the next file's index in the series.
+    pub files_created: u32,
 }
 
 impl RotatingRecorder {
@@ -67,7 +67,7 @@ impl RotatingRecorder {
             metrics,
             header: None,
             current: None,
-            created: Vec::new(),
+            files_created: 0,
         })
     }
 
@@ -97,6 +97,10 @@ impl RotatingRecorder {
         let now = (self.clocks.boottime_ns)();
         let wall = (self.clocks.wall_clock_ns)();
         let mut header = header.clone();
+        header.segment = Some(Segment {
+            series: header.ts,
+            index: self.files_created,
+        });
         if model.is_some() {
             header.ts = now;
             header.wall_clock_ns = wall;
@@ -109,7 +113,7 @@ impl RotatingRecorder {
                 writer.write_event(&Event::Snapshot(snapshot_of(process, now)))?;
             }
         }
-        self.created.push(path.clone());
+        self.files_created += 1;
         self.current = Some(Current {
             writer,
             path,
@@ -293,12 +297,12 @@ mod tests {
                 .unwrap();
             pipeline.sink.flush(&pipeline.model, &status).unwrap();
         }
-        let by_size = pipeline.sink.created.len();
+        let by_size = pipeline.sink.files_created;
         assert!(by_size > 3, "{by_size} files");
         // An hour without events: the age rotates it too.
         NOW.fetch_add(3_600_000_000_000, Ordering::Relaxed);
         pipeline.sink.flush(&pipeline.model, &status).unwrap();
-        assert_eq!(pipeline.sink.created.len(), by_size + 1);
+        assert_eq!(pipeline.sink.files_created, by_size + 1);
         pipeline.sink.finish(&pipeline.model, &status).unwrap();
 
         let mut kept: Vec<PathBuf> = std::fs::read_dir(&traces)
@@ -313,11 +317,14 @@ mod tests {
             .sum();
         assert!(total <= 12 << 10, "{total} bytes kept");
         assert!(
-            kept.len() < pipeline.sink.created.len(),
+            kept.len() < pipeline.sink.files_created as usize,
             "old files were removed"
         );
         assert!(traces.join("notes.txt").exists());
-        assert_eq!(kept.last(), pipeline.sink.created.last());
+        assert_eq!(
+            kept.last().map(PathBuf::as_path),
+            pipeline.sink.current_path()
+        );
         for path in &kept {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;

@@ -30,7 +30,10 @@ pub(super) enum Command {
     /// A postmortem of a trace: what each Celery worker and Airflow task started while
     /// daemonic, the orphans it left, and who killed what.
     Report {
-        file: PathBuf,
+        /// Trace files, or directories of them: a host's rotated files read as one
+        /// history; several hosts' reported side by side.
+        #[arg(required = true, value_name = "TRACE")]
+        files: Vec<PathBuf>,
         /// Rules file to classify with (default: the rules the trace was recorded with).
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
@@ -71,7 +74,9 @@ pub(super) enum Command {
     },
     /// Rebuild the process tree from a trace, as it was at the end or at --at.
     Replay {
-        file: PathBuf,
+        /// Trace files, or a directory of them: the rotated files of one capture.
+        #[arg(required = true, value_name = "TRACE")]
+        files: Vec<PathBuf>,
         /// Rules file to classify with (default: the rules the trace was recorded with).
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
@@ -101,7 +106,9 @@ pub(super) enum Command {
     },
     /// Export a recording: a Perfetto trace, a Graphviz lineage graph, or a smaller trace.
     Export {
-        file: PathBuf,
+        /// Trace files, or a directory of them: the rotated files of one capture.
+        #[arg(required = true, value_name = "TRACE")]
+        files: Vec<PathBuf>,
         #[arg(long, value_enum)]
         format: ExportFormat,
         /// Only this pid's ancestors (by lineage) and every process it created, directly or not.

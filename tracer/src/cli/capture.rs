@@ -36,7 +36,7 @@ fn termination() -> Result<impl Future<Output = ()>> {
     })
 }
 
-fn lost_note(summary: &LiveSummary) -> String {
+pub(crate) fn lost_note(summary: &LiveSummary) -> String {
     let lost = summary.lost.total();
     if lost == 0 {
         "no kernel records lost".into()

@@ -4,10 +4,12 @@
 
 mod args;
 mod capture;
+mod inputs;
 mod offline;
 mod time;
 
 pub(crate) use args::ring_bytes;
+pub(crate) use capture::lost_note;
 
 use std::process::ExitCode;
 
@@ -22,11 +24,11 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Doctor => capture::doctor_command().await,
         Command::Report {
-            file,
+            files,
             rules,
             json,
             read,
-        } => offline::report_command(&file, rules.as_deref(), json, read),
+        } => offline::report_command(&files, rules.as_deref(), json, read),
         Command::Rules { rules } => offline::rules_command(rules.as_deref()),
         Command::Watch {
             capture,
@@ -37,7 +39,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Record { output, capture } => capture::record(&output, &capture).await,
         Command::Agent(agent) => capture::agent(agent).await,
         Command::Replay {
-            file,
+            files,
             rules,
             at,
             tui,
@@ -48,7 +50,7 @@ async fn run(cli: Cli) -> Result<()> {
             json,
             read,
         } => offline::replay_command(&offline::ReplayArgs {
-            file: &file,
+            files: &files,
             rules: rules.as_deref(),
             at: at.as_deref(),
             kernel_threads,
@@ -60,7 +62,7 @@ async fn run(cli: Cli) -> Result<()> {
             frame: frame.as_deref(),
         }),
         Command::Export {
-            file,
+            files,
             format,
             pid,
             from,
@@ -69,7 +71,7 @@ async fn run(cli: Cli) -> Result<()> {
             rules,
             read,
         } => offline::export_command(&offline::ExportRequest {
-            file: &file,
+            files: &files,
             format,
             pid,
             from: from.as_deref(),

@@ -3,7 +3,7 @@
 //! resolved on the same [`Timeline`] that then answers the command.
 
 use std::io::{IsTerminal, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use tracer_core::export::{self, Selection};
@@ -18,8 +18,9 @@ use tracer_core::trace::TraceHeader;
 use tracer_core::words::duration;
 
 use super::args::{ExportFormat, ReadArgs, ViewArgs};
+use super::inputs::{display, histories, one_history};
 use super::time::{Anchors, needs_whole_trace, parse_at};
-use crate::files::{load_rules, open_trace, write_atomic};
+use crate::files::{load_rules, write_atomic};
 use crate::render::{TreeStyle, orphan_lines, tree_lines};
 use crate::tui::{self, replayed_status};
 
@@ -28,13 +29,13 @@ fn rules_from(path: Option<&Path>) -> Result<Option<Rules>> {
     path.map(|path| load_rules(Some(path))).transpose()
 }
 
-/// Reads a trace whole and replays it once.
+/// Reads a history whole and replays it once.
 fn timeline<S: Sink + Clone + Default>(
-    file: &Path,
+    files: &[PathBuf],
     read: ReadArgs,
     rules: Option<Rules>,
 ) -> Result<Timeline<S>> {
-    let recording = Recording::read(open_trace(file)?.lenient(read.lenient))?;
+    let recording = Recording::read(one_history(files)?.open(read.lenient)?)?;
     Ok(Timeline::build(recording, rules)?)
 }
 
@@ -63,7 +64,7 @@ fn frame_size(text: &str) -> Result<(u16, u16)> {
 }
 
 pub(super) struct ReplayArgs<'a> {
-    pub(super) file: &'a Path,
+    pub(super) files: &'a [PathBuf],
     pub(super) rules: Option<&'a Path>,
     pub(super) at: Option<&'a str>,
     pub(super) kernel_threads: bool,
@@ -76,8 +77,8 @@ pub(super) struct ReplayArgs<'a> {
 }
 
 /// `replay --findings`: the findings, numbered as `finding:N` counts them.
-fn list_findings(file: &Path, read: ReadArgs, rules: Option<Rules>) -> Result<()> {
-    let reader = open_trace(file)?.lenient(read.lenient);
+fn list_findings(files: &[PathBuf], read: ReadArgs, rules: Option<Rules>) -> Result<()> {
+    let reader = one_history(files)?.open(read.lenient)?;
     let (pipeline, header, _) = replay(reader, None, rules, FindingIndex::default())?;
     let findings = &pipeline.sink;
     for (i, finding) in findings.as_slice().iter().enumerate() {
@@ -97,16 +98,13 @@ fn list_findings(file: &Path, read: ReadArgs, rules: Option<Rules>) -> Result<()
 
 /// `replay --tui`, and `replay --frame` (one frame as JSON, for screenshots and tests).
 fn replay_screen(args: &ReplayArgs, rules: Option<Rules>) -> Result<()> {
-    let timeline: tui::Timeline = timeline(args.file, args.read, rules)?;
+    let timeline: tui::Timeline = timeline(args.files, args.read, rules)?;
     let at = match args.at {
         Some(text) => time_on(&timeline, text)?,
         None => timeline.end(),
     };
     let options = args.view.options(args.kernel_threads);
-    let name = format!(
-        "tracer replay {}",
-        sanitize(&args.file.display().to_string())
-    );
+    let name = format!("tracer replay {}", sanitize(&display(args.files)));
     let Some(frame) = args.frame else {
         return tui::replay(&name, &timeline, at, &options);
     };
@@ -147,7 +145,7 @@ struct Replayed {
 pub(super) fn replay_command(args: &ReplayArgs) -> Result<()> {
     let rules = rules_from(args.rules)?;
     if args.findings {
-        return list_findings(args.file, args.read, rules);
+        return list_findings(args.files, args.read, rules);
     }
     if args.tui || args.frame.is_some() {
         if args.tui && !std::io::stdout().is_terminal() {
@@ -158,7 +156,7 @@ pub(super) fn replay_command(args: &ReplayArgs) -> Result<()> {
     let replayed = match args.at {
         // Counted from the end or a finding: those are known once the trace is replayed.
         Some(text) if needs_whole_trace(text) => {
-            let timeline: Timeline<NullSink> = timeline(args.file, args.read, rules)?;
+            let timeline: Timeline<NullSink> = timeline(args.files, args.read, rules)?;
             let state = timeline.at(time_on(&timeline, text)?)?;
             print_read_notes(&timeline.recording().read_notes());
             Replayed {
@@ -169,7 +167,7 @@ pub(super) fn replay_command(args: &ReplayArgs) -> Result<()> {
             }
         }
         at => {
-            let reader = open_trace(args.file)?.lenient(args.read.lenient);
+            let reader = one_history(args.files)?.open(args.read.lenient)?;
             let anchors = Anchors {
                 start: reader.header().ts,
                 ..Anchors::default()
@@ -245,7 +243,7 @@ fn print_tree(replayed: &Replayed, args: &ReplayArgs) -> Result<()> {
 
 /// What part of which recording to export, and where to.
 pub(super) struct ExportRequest<'a> {
-    pub(super) file: &'a Path,
+    pub(super) files: &'a [PathBuf],
     pub(super) format: ExportFormat,
     pub(super) pid: Option<u32>,
     pub(super) from: Option<&'a str>,
@@ -257,7 +255,7 @@ pub(super) struct ExportRequest<'a> {
 
 pub(super) fn export_command(request: &ExportRequest) -> Result<()> {
     let rules = rules_from(request.rules)?;
-    let timeline: Timeline<NullSink> = timeline(request.file, request.read, rules)?;
+    let timeline: Timeline<NullSink> = timeline(request.files, request.read, rules)?;
     let time = |text: Option<&str>, flag: &'static str| {
         text.map(|text| time_on(&timeline, text))
             .transpose()
@@ -302,22 +300,65 @@ pub(super) fn export_command(request: &ExportRequest) -> Result<()> {
     Ok(())
 }
 
+/// `report`: one postmortem per history, several hosts (or captures) side by side.
 pub(super) fn report_command(
-    file: &Path,
+    files: &[PathBuf],
     rules: Option<&Path>,
     json: bool,
     read: ReadArgs,
 ) -> Result<()> {
     let rules = rules_from(rules)?;
-    let report = report::build(open_trace(file)?.lenient(read.lenient), rules)?;
-    print_read_notes(&report.read_notes);
+    let histories = histories(files)?;
+    let mut reports = Vec::with_capacity(histories.len());
+    for history in &histories {
+        let report = report::build(history.open(read.lenient)?, rules.clone())?;
+        print_read_notes(&report.read_notes);
+        reports.push(report);
+    }
+    if let [report] = reports.as_slice() {
+        if json {
+            let out = serde_json::to_string_pretty(report).context("cannot encode the report")?;
+            println!("{}", escape_json_for_terminal(&out));
+        } else {
+            print!("{}", report::text(report));
+        }
+        return Ok(());
+    }
     if json {
-        let out = serde_json::to_string_pretty(&report).context("cannot encode the report")?;
+        let fleet: Vec<serde_json::Value> = histories
+            .iter()
+            .zip(&reports)
+            .map(|(history, report)| {
+                serde_json::json!({
+                    "host": history.header.host,
+                    "boot_id": history.header.boot_id,
+                    "files": history.files,
+                    "report": report,
+                })
+            })
+            .collect();
+        let out = serde_json::to_string_pretty(&fleet).context("cannot encode the report")?;
         println!("{}", escape_json_for_terminal(&out));
-    } else {
-        print!("{}", report::text(&report));
+        return Ok(());
+    }
+    println!("{} histories: {}", histories.len(), fleet_totals(&reports));
+    for (history, report) in histories.iter().zip(&reports) {
+        println!();
+        println!("== {}", sanitize(&history.title()));
+        print!("{}", report::text(report));
     }
     Ok(())
+}
+
+fn fleet_totals(reports: &[report::Report]) -> String {
+    let hosts: std::collections::BTreeSet<&str> = reports.iter().map(|r| r.host.as_str()).collect();
+    let (orphans, killed) = reports.iter().fold((0, 0), |(orphans, killed), r| {
+        (orphans + r.totals.orphans, killed + r.totals.killed)
+    });
+    format!(
+        "{} hosts, {orphans} orphans, {killed} kills in all",
+        hosts.len()
+    )
 }
 
 pub(super) fn rules_command(rules: Option<&Path>) -> Result<()> {

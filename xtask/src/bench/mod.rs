@@ -475,6 +475,52 @@ impl Target {
     }
 }
 
+/// Peak resident memory the agent may reach with its default ring buffer.
+const AGENT_PEAK_RSS_MIB: f64 = 64.0;
+/// The agent's userspace CPU per event, at most this many times `tracer record`'s.
+const AGENT_CPU_RATIO: f64 = 1.3;
+
+/// The agent's targets, on the main shape at its maximum rate, against `tracer record`'s runs
+/// of the same bench.
+fn agent_targets(agent: &[&Outcome], record: &[&Outcome], targets: &mut Vec<Target>) {
+    if agent.is_empty() {
+        return;
+    }
+    let lost: u64 = agent
+        .iter()
+        .map(|o| o.counted.reported_lost + o.missed())
+        .sum();
+    targets.push(Target {
+        name: format!("agent: zero loss at the maximum {MAIN_SHAPE} rate, exporting"),
+        pass: lost == 0,
+        detail: format!("{} runs, {lost} events missed or lost", agent.len()),
+    });
+    let median = |runs: &[&Outcome], f: fn(&Outcome) -> f64| summary(runs, f).map(|(m, _, _)| m);
+    if let (Some(agent_cpu), Some(record_cpu)) = (
+        median(agent, Outcome::cpu_per_event_ns),
+        median(record, Outcome::cpu_per_event_ns),
+    ) {
+        let ratio = agent_cpu / record_cpu;
+        targets.push(Target {
+            name: format!("agent: userspace CPU per event ≤ {AGENT_CPU_RATIO}× tracer record's"),
+            pass: ratio <= AGENT_CPU_RATIO,
+            detail: format!(
+                "agent {:.2} µs, record {:.2} µs: ratio {ratio:.2}",
+                agent_cpu / 1e3,
+                record_cpu / 1e3
+            ),
+        });
+    }
+    if let Some(peak) = agent.iter().map(|o| o.peak_rss_kib).max() {
+        let mib = peak as f64 / 1024.0;
+        targets.push(Target {
+            name: format!("agent: peak RSS < {AGENT_PEAK_RSS_MIB} MiB, default ring buffer"),
+            pass: mib < AGENT_PEAK_RSS_MIB,
+            detail: format!("highest peak over the runs {mib:.1} MiB"),
+        });
+    }
+}
+
 /// The side-by-side tables and the targets judged from them.
 fn side_by_side_report(outcomes: &[Outcome], report: &mut String, targets: &mut Vec<Target>) {
     let tools: Vec<Tool> = {
@@ -486,7 +532,7 @@ fn side_by_side_report(outcomes: &[Outcome], report: &mut String, targets: &mut 
     let anchors: Vec<Tool> = tools
         .iter()
         .copied()
-        .filter(|t| !matches!(t, Tool::Untraced | Tool::Tracer))
+        .filter(|t| !matches!(t, Tool::Untraced | Tool::Tracer | Tool::Agent))
         .collect();
     let cells = |tool: Tool, shape: &str, rate: Option<u64>| -> Vec<&Outcome> {
         outcomes
@@ -528,7 +574,7 @@ fn side_by_side_report(outcomes: &[Outcome], report: &mut String, targets: &mut 
             let traced = tool != Tool::Untraced;
             let cell = |text: String| if traced { text } else { "–".into() };
             let latency = match tool {
-                Tool::Tracer => format!(
+                Tool::Tracer | Tool::Agent => format!(
                     "{} / {}",
                     fmt_spread(
                         summary(&runs, |o| o.counted.latency_ms.map_or(f64::NAN, |l| l.0)),
@@ -666,6 +712,7 @@ fn side_by_side_report(outcomes: &[Outcome], report: &mut String, targets: &mut 
             if losers.is_empty() { "none".to_owned() } else { losers.join("; ") }
         ),
     });
+    agent_targets(&main(Tool::Agent), &tracer_runs, targets);
     let tracer_cpu = median_of(Tool::Tracer, MAIN_SHAPE, &Outcome::cpu_per_event_ns);
     let best = anchors
         .iter()

@@ -22,15 +22,18 @@ pub enum Tool {
     /// No tracer: the workload's own speed.
     Untraced,
     Tracer,
+    /// `tracer agent`: traces to a directory and OTLP to a local receiver.
+    Agent,
     Bpftrace,
     Execsnoop,
     Exitsnoop,
     Forkstat,
 }
 
-pub const ALL: [Tool; 6] = [
+pub const ALL: [Tool; 7] = [
     Tool::Untraced,
     Tool::Tracer,
+    Tool::Agent,
     Tool::Bpftrace,
     Tool::Execsnoop,
     Tool::Exitsnoop,
@@ -56,6 +59,7 @@ impl Tool {
         match self {
             Tool::Untraced => "untraced",
             Tool::Tracer => "tracer",
+            Tool::Agent => "agent",
             Tool::Bpftrace => "bpftrace",
             Tool::Execsnoop => "execsnoop",
             Tool::Exitsnoop => "exitsnoop",
@@ -71,7 +75,7 @@ impl Tool {
     pub fn kinds(self) -> (bool, bool, bool) {
         match self {
             Tool::Untraced => (false, false, false),
-            Tool::Tracer | Tool::Bpftrace | Tool::Forkstat => (true, true, true),
+            Tool::Tracer | Tool::Agent | Tool::Bpftrace | Tool::Forkstat => (true, true, true),
             Tool::Execsnoop => (false, true, false),
             Tool::Exitsnoop => (false, false, true),
         }
@@ -80,7 +84,7 @@ impl Tool {
     pub fn uses_bpf(self) -> bool {
         matches!(
             self,
-            Tool::Tracer | Tool::Bpftrace | Tool::Execsnoop | Tool::Exitsnoop
+            Tool::Tracer | Tool::Agent | Tool::Bpftrace | Tool::Execsnoop | Tool::Exitsnoop
         )
     }
 
@@ -90,6 +94,9 @@ impl Tool {
             Tool::Untraced => "",
             Tool::Tracer => {
                 "`tracer record -o FILE`, defaults: 32 MiB ring buffer, 5 ms batch delay"
+            }
+            Tool::Agent => {
+                "`tracer agent --trace-dir DIR --otlp-endpoint URL --otlp-events all`, defaults otherwise, sending to a local receiver that answers 200"
             }
             Tool::Bpftrace => {
                 "`bpftrace -o FILE` (block-buffered), perf buffer 64 pages per CPU (default), BPFTRACE_STRLEN=200"
@@ -127,6 +134,20 @@ impl Tool {
                     .arg("record")
                     .arg("-o")
                     .arg(&out)
+                    .stdout(Stdio::null());
+                command
+            }
+            Tool::Agent => {
+                let receiver = start_receiver()?;
+                let mut command = Command::new(tracer);
+                command
+                    .arg("agent")
+                    .arg("--trace-dir")
+                    .arg(dir.join("traces"))
+                    .args(["--listen", "127.0.0.1:0"])
+                    .arg("--otlp-endpoint")
+                    .arg(format!("http://{receiver}"))
+                    .args(["--otlp-events", "all"])
                     .stdout(Stdio::null());
                 command
             }
@@ -183,6 +204,10 @@ impl Tool {
                 std::fs::read_to_string(dir.join("err"))
                     .is_ok_and(|err| err.contains("tracer: recording to")),
             ),
+            Tool::Agent => Some(
+                std::fs::read_to_string(dir.join("err"))
+                    .is_ok_and(|err| err.contains("tracer agent: capturing")),
+            ),
             _ => None,
         }
     }
@@ -198,10 +223,23 @@ impl Tool {
                 std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
             Ok(String::from_utf8_lossy(&bytes).into_owned())
         };
-        let out = read("out")?;
         let err = read("err")?;
+        if self == Tool::Agent {
+            // Its rotated traces, in order: together, the whole capture.
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("traces"))
+                .context("the agent wrote no trace directory")?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .collect();
+            files.sort();
+            let mut out = String::new();
+            for file in files {
+                out.push_str(&String::from_utf8_lossy(&std::fs::read(&file)?));
+            }
+            return Ok(count_tracer(&out, &err));
+        }
+        let out = read("out")?;
         Ok(match self {
-            Tool::Untraced => unreachable!("counted above"),
+            Tool::Untraced | Tool::Agent => unreachable!("counted above"),
             Tool::Tracer => count_tracer(&out, &err),
             Tool::Bpftrace => count_bpftrace(&out),
             Tool::Execsnoop => count_columns(&out, &err, Tool::Execsnoop),
@@ -209,6 +247,48 @@ impl Tool {
             Tool::Forkstat => count_forkstat(&out),
         })
     }
+}
+
+/// A stand-in for an OpenTelemetry Collector: reads each HTTP/1.1 request (keep-alive) and
+/// answers `200` with an empty body, as fast as it can. It decodes nothing: the bench measures
+/// the agent, not a receiver. Lives as long as the bench.
+fn start_receiver() -> Result<std::net::SocketAddr> {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("cannot start the OTLP receiver")?;
+    let address = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || -> Option<()> {
+                let mut writer = stream.try_clone().ok()?;
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).ok()? == 0 {
+                            return None;
+                        }
+                        let line = line.trim_end();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().ok()?;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).ok()?;
+                    writer
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .ok()?;
+                }
+            });
+        }
+    });
+    Ok(address)
 }
 
 fn is_workload(comm: &str) -> bool {
