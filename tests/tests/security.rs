@@ -248,9 +248,9 @@ fn hostile_processes_cannot_break_the_output_or_the_memory_bound() {
     assert!(wait_bounded(&mut watch, std::time::Duration::from_secs(60), "watch").success());
     let watched = watched.join().unwrap();
 
-    // Memory: the 32 MiB ring buffer is mapped twice (64 MiB); the rest stays small.
+    // Memory: the 8 MiB ring buffer is mapped twice (16 MiB); the rest stays small.
     eprintln!("recorder peak RSS {} MiB", peak_kib >> 10);
-    assert!(peak_kib < 160 << 10, "peak RSS {peak_kib} KiB");
+    assert!(peak_kib < 96 << 10, "peak RSS {peak_kib} KiB");
 
     // Every rename is in the trace, or counted as lost.
     let renames = trace.renames().filter(|r| r.pid == renamer).count() as u64;

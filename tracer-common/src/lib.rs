@@ -13,9 +13,11 @@ pub const FILENAME_CAP: usize = 256;
 /// so the copy length can be bounded for the verifier. Userspace fills in longer command lines
 /// from `/proc` while the process lives.
 pub const ARGV_CAP: usize = 1024;
-/// Default size of the event ring buffer. Sized for bursts of tens of thousands of processes
-/// between two reads by userspace.
-pub const DEFAULT_RING_BYTES: u32 = 32 << 20;
+/// Default size of the event ring buffer. Measured on a 2-core host at the top fork rates
+/// (about 12,000 fork+exit or 2,500 fork+exec a second, BENCHMARKS.md): no loss from 4 MiB up;
+/// 8 MiB holds about two seconds of that flood for a descheduled reader. The ring is mapped
+/// twice, so it costs twice its size in resident memory: 32 MiB put the tracer at 100 MiB.
+pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 /// How many ancestors the exit probe walks to find the subreaper that adopts orphans.
 pub const MAX_REAPER_WALK: u32 = 64;
 

@@ -172,12 +172,14 @@ impl LogExporter {
     }
 
     /// Whether `key`'s lifecycle matters, as the tree now says; remembered while it lives.
+    /// A process matters from its start when its creator did (or had a role), so an event costs
+    /// a lookup, not a walk up the lineage.
     fn matters(&mut self, model: &Model, key: ProcessKey) -> bool {
-        if self.selection == Selection::All {
+        if self.selection == Selection::All || self.mattering.contains(&key) {
             return true;
         }
         let Some(index) = model.find(key) else {
-            return self.mattering.contains(&key);
+            return false;
         };
         if model.get(index).class.role.is_some() {
             // Its ancestors' lives matter from now on.
@@ -189,13 +191,14 @@ impl LogExporter {
             self.mattering.insert(key);
             return true;
         }
-        let descendant = model
-            .lineage(index)
-            .any(|(_, ancestor)| ancestor.class.role.is_some());
+        let descendant = model.creator(index).is_some_and(|creator| {
+            let creator = model.get(creator);
+            creator.class.role.is_some() || self.mattering.contains(&creator.key)
+        });
         if descendant {
             self.mattering.insert(key);
         }
-        descendant || self.mattering.contains(&key)
+        descendant
     }
 
     fn record(
@@ -217,20 +220,26 @@ impl LogExporter {
         }
     }
 
-    fn process_attributes(&self, model: &Model, key: ProcessKey, out: &mut Vec<KeyValue>) {
+    /// `with_ancestors`: the lineage, for the first record of a process (its start); the
+    /// later ones join it by `lineage.process_id`, and a flood of them stays cheap.
+    fn process_attributes(
+        &self,
+        model: &Model,
+        key: ProcessKey,
+        with_ancestors: bool,
+        out: &mut Vec<KeyValue>,
+    ) {
         out.push(kv_int("process.pid", i64::from(key.pid)));
         out.push(kv_str("lineage.process_id", self.process_id(key)));
         out.push(kv_str(
             "process.creation.time",
             rfc3339(self.wall(key.start_time)),
         ));
-        let found = model.find(key).or_else(|| {
-            model
-                .processes()
-                .find(|(_, p)| p.key == key)
-                .map(|(index, _)| index)
-        });
-        let Some(index) = found else { return };
+        // Only a live process: an exit reaches here after the tree let the process go, and
+        // searching the tombstones would cost a scan of the whole tree per exit.
+        let Some(index) = model.find(key) else {
+            return;
+        };
         let process = model.get(index);
         out.push(kv_int("process.parent_pid", i64::from(process.ppid)));
         if let Some(creator) = model.creator(index) {
@@ -254,12 +263,14 @@ impl LogExporter {
         if process.class.is_daemonic() {
             out.push(kv("lineage.daemonic", any_value::Value::BoolValue(true)));
         }
-        let ancestors: Vec<String> = model
-            .lineage(index)
-            .map(|(_, a)| format!("{}: {}", a.key.pid, sanitize(&a.title())))
-            .collect();
-        if !ancestors.is_empty() {
-            out.push(kv_strings("lineage.ancestors", ancestors));
+        if with_ancestors {
+            let ancestors: Vec<String> = model
+                .lineage(index)
+                .map(|(_, a)| format!("{}: {}", a.key.pid, sanitize(&a.title())))
+                .collect();
+            if !ancestors.is_empty() {
+                out.push(kv_strings("lineage.ancestors", ancestors));
+            }
         }
         identity_attributes(&process.class.identity, Some(process), out);
     }
@@ -319,8 +330,12 @@ impl LogExporter {
             return;
         }
         let mut record = self.record(event.ts(), name, SeverityNumber::Info, body);
-        self.process_attributes(model, key, &mut record.attributes);
+        let first = matches!(event, Event::ProcessStart(_));
+        self.process_attributes(model, key, first, &mut record.attributes);
         if let Event::Exit(exit) = event {
+            record
+                .attributes
+                .push(kv_int("process.parent_pid", i64::from(exit.ppid)));
             if let Some(code) = exit.exit_code {
                 record
                     .attributes

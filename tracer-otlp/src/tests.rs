@@ -134,8 +134,18 @@ fn findings_and_the_lifecycle_of_processes_that_matter() {
     };
     assert_eq!(args.values.len(), 2);
     assert!(text(exec, "lineage.parent_process_id").is_some_and(|id| id.ends_with("/200/20")));
-    let Some(any_value::Value::ArrayValue(ancestors)) = attribute(exec, "lineage.ancestors") else {
-        panic!("{exec:?}")
+    assert!(
+        attribute(exec, "lineage.ancestors").is_none(),
+        "only the start has them"
+    );
+    let start = &logs
+        .iter()
+        .find(|l| l.record.event_name == "process.start" && l.pid == Some(300))
+        .unwrap()
+        .record;
+    let Some(any_value::Value::ArrayValue(ancestors)) = attribute(start, "lineage.ancestors")
+    else {
+        panic!("{start:?}")
     };
     assert!(!ancestors.values.is_empty());
 }

@@ -47,11 +47,14 @@ const CONTAINER_CACHE: usize = 65_536;
 
 type Queued = (Option<ContainerIds>, LogRecord);
 
-/// How the export went, for the agent's last line.
+/// How the export went, for the agent's last line: every record made is in exactly one of
+/// the three.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SendReport {
     pub sent: u64,
     pub rejected: u64,
+    /// Dropped from a full queue, given up after retries, or still queued when the stop's
+    /// budget ran out.
     pub dropped: u64,
 }
 
@@ -67,6 +70,11 @@ impl std::fmt::Display for SendReport {
 
 /// What the sending task shares with the sink.
 struct Shared {
+    /// Records the exporter made (queued or not), and those the collector took or refused:
+    /// the rest were dropped.
+    made: AtomicU64,
+    sent: AtomicU64,
+    rejected: AtomicU64,
     /// Records dropped and not yet announced by a `lineage.data_loss` record.
     unannounced: AtomicU64,
     /// The agent is stopping: retry only until the shutdown budget is spent.
@@ -75,9 +83,26 @@ struct Shared {
 }
 
 impl Shared {
-    fn drop_records(&self, count: u64) {
+    /// `count` records are gone: from a full queue, or given up after retries.
+    fn lose(&self, count: u64, queue_full: bool) {
         self.unannounced.fetch_add(count, Ordering::Relaxed);
-        self.metrics.count_queue_dropped(EXPORTER, count);
+        if queue_full {
+            self.metrics.count_queue_dropped(EXPORTER, count);
+        } else {
+            self.metrics
+                .count_export(EXPORTER, ExportResult::Dropped, count);
+        }
+    }
+
+    fn report(&self) -> SendReport {
+        let made = self.made.load(Ordering::Relaxed);
+        let sent = self.sent.load(Ordering::Relaxed);
+        let rejected = self.rejected.load(Ordering::Relaxed);
+        SendReport {
+            sent,
+            rejected,
+            dropped: made.saturating_sub(sent + rejected),
+        }
     }
 }
 
@@ -86,9 +111,11 @@ pub struct OtlpSink {
     queue: Option<mpsc::Sender<Queued>>,
     shared: Arc<Shared>,
     procfs: ProcFs,
-    containers: HashMap<u32, Option<ContainerIds>>,
+    /// Containers by live process, and by cgroup id.
+    by_pid: HashMap<u32, Option<ContainerIds>>,
+    by_cgroup: HashMap<u64, Option<ContainerIds>>,
     logs: Vec<ProcessLog>,
-    task: JoinHandle<SendReport>,
+    task: JoinHandle<()>,
 }
 
 impl OtlpSink {
@@ -100,6 +127,9 @@ impl OtlpSink {
             .map_err(|e| anyhow!("OTLP endpoint {}: {e}", config.endpoint))?;
         let (sender, receiver) = mpsc::channel(config.queue);
         let shared = Arc::new(Shared {
+            made: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
             unannounced: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             metrics,
@@ -123,48 +153,54 @@ impl OtlpSink {
             host,
             shared: shared.clone(),
             announcer: LogExporter::new(selection),
-            report: SendReport::default(),
         };
         Ok(OtlpSink {
             exporter: LogExporter::new(selection),
             queue: Some(sender),
             shared,
             procfs: ProcFs::host(host::clock_tick_ns()),
-            containers: HashMap::new(),
+            by_pid: HashMap::new(),
+            by_cgroup: HashMap::new(),
             logs: Vec::new(),
             task: tokio::spawn(sender_task.run(receiver)),
         })
     }
 
-    fn container_of(&mut self, pid: u32) -> Option<ContainerIds> {
-        if self.containers.len() >= CONTAINER_CACHE {
-            self.containers.clear();
+    /// The container `pid` runs in, read from `/proc` once per cgroup: short-lived processes
+    /// come by the thousand a second, from a few cgroups.
+    fn container_of(&mut self, pid: u32, model: &Model) -> Option<ContainerIds> {
+        if let Some(known) = self.by_pid.get(&pid) {
+            return known.clone();
+        }
+        if self.by_pid.len() >= CONTAINER_CACHE {
+            self.by_pid.clear();
+        }
+        if self.by_cgroup.len() >= CONTAINER_CACHE {
+            self.by_cgroup.clear();
         }
         let procfs = &self.procfs;
-        self.containers
-            .entry(pid)
-            .or_insert_with(|| {
-                procfs
-                    .cgroup_path(pid)
-                    .and_then(|path| containers::from_cgroup_path(&path))
-            })
-            .clone()
+        let read = || {
+            procfs
+                .cgroup_path(pid)
+                .and_then(|path| containers::from_cgroup_path(&path))
+        };
+        let ids = match model.live(pid).and_then(|process| process.cgroup_id) {
+            Some(cgroup) => self.by_cgroup.entry(cgroup).or_insert_with(read).clone(),
+            None => read(),
+        };
+        self.by_pid.insert(pid, ids.clone());
+        ids
     }
 
     /// Closes the queue and waits, at most `budget`, for the task to send what is left.
     pub async fn shut_down(mut self, budget: Duration) -> SendReport {
         self.shared.stopping.store(true, Ordering::Relaxed);
         self.queue = None;
-        match tokio::time::timeout(budget, &mut self.task).await {
-            Ok(Ok(report)) => report,
-            _ => {
-                self.task.abort();
-                SendReport {
-                    dropped: self.shared.unannounced.load(Ordering::Relaxed),
-                    ..SendReport::default()
-                }
-            }
+        if tokio::time::timeout(budget, &mut self.task).await.is_err() {
+            // What is still queued is dropped with the task.
+            self.task.abort();
         }
+        self.shared.report()
     }
 }
 
@@ -178,14 +214,15 @@ impl Sink for OtlpSink {
         self.exporter.records(event, model, &mut self.logs);
         let logs = std::mem::take(&mut self.logs);
         for log in logs {
-            let container = log.pid.and_then(|pid| self.container_of(pid));
+            let container = log.pid.and_then(|pid| self.container_of(pid, model));
             let Some(queue) = &self.queue else { break };
+            self.shared.made.fetch_add(1, Ordering::Relaxed);
             if queue.try_send((container, log.record)).is_err() {
-                self.shared.drop_records(1);
+                self.shared.lose(1, true);
             }
         }
         if let Event::Exit(exit) = event {
-            self.containers.remove(&exit.pid);
+            self.by_pid.remove(&exit.pid);
         }
         Ok(())
     }
@@ -203,7 +240,6 @@ struct Sender {
     host: HostResource,
     shared: Arc<Shared>,
     announcer: LogExporter,
-    report: SendReport,
 }
 
 enum Outcome {
@@ -213,7 +249,7 @@ enum Outcome {
 }
 
 impl Sender {
-    async fn run(mut self, mut queue: mpsc::Receiver<Queued>) -> SendReport {
+    async fn run(mut self, mut queue: mpsc::Receiver<Queued>) {
         let mut batch: Vec<Queued> = Vec::with_capacity(BATCH_RECORDS);
         loop {
             let first = if self.shared.unannounced.load(Ordering::Relaxed) > 0 {
@@ -251,7 +287,6 @@ impl Sender {
             // The last word: what was dropped, if the collector takes even that.
             self.send(&mut batch).await;
         }
-        self.report
     }
 
     /// Sends `batch` (emptied), after a data-loss record if records were dropped.
@@ -262,6 +297,8 @@ impl Sender {
             batch.insert(0, (None, record));
         }
         let records = batch.len() as u64;
+        // The exporter's records in it; the announcement is this task's own.
+        let data = records - u64::from(announced > 0);
         let body = Bytes::from(tracer_otlp::encode(&tracer_otlp::request(
             &self.host,
             std::mem::take(batch),
@@ -270,11 +307,12 @@ impl Sender {
         for attempt in 1..=ATTEMPTS {
             match self.post(body.clone()).await {
                 Outcome::Accepted { rejected } => {
-                    let rejected = rejected.min(records);
-                    self.report.sent += records - rejected;
-                    self.report.rejected += rejected;
-                    let metrics = &self.shared.metrics;
-                    metrics.count_export(EXPORTER, ExportResult::Sent, records - rejected);
+                    let rejected = rejected.min(data);
+                    let shared = &self.shared;
+                    shared.sent.fetch_add(data - rejected, Ordering::Relaxed);
+                    shared.rejected.fetch_add(rejected, Ordering::Relaxed);
+                    let metrics = &shared.metrics;
+                    metrics.count_export(EXPORTER, ExportResult::Sent, data - rejected);
                     metrics.count_export(EXPORTER, ExportResult::Rejected, rejected);
                     return;
                 }
@@ -282,10 +320,10 @@ impl Sender {
                     eprintln!(
                         "tracer agent: the collector refused {records} log records ({status}): not retried"
                     );
-                    self.report.rejected += records;
+                    self.shared.rejected.fetch_add(data, Ordering::Relaxed);
                     self.shared
                         .metrics
-                        .count_export(EXPORTER, ExportResult::Rejected, records);
+                        .count_export(EXPORTER, ExportResult::Rejected, data);
                     return;
                 }
                 Outcome::Retry(why) => {
@@ -303,9 +341,7 @@ impl Sender {
         }
         // Given up: counted, and announced when the collector answers again. The
         // announcement itself, if it was in this batch, is owed again.
-        let data = records - u64::from(announced > 0);
-        self.report.dropped += data;
-        self.shared.drop_records(data);
+        self.shared.lose(data, false);
         if announced > 0 {
             self.shared
                 .unannounced

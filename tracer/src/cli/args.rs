@@ -169,7 +169,7 @@ pub(super) struct AgentArgs {
     /// Record this environment variable (repeatable; NAME* for a prefix; adds to the file's).
     #[arg(long, value_name = "NAME")]
     pub(super) capture_env: Vec<String>,
-    /// Kernel ring buffer size: a power of two from 4K to 1024M [default: 32M].
+    /// Kernel ring buffer size: a power of two from 4K to 1024M [default: 8M].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub(super) ring_buffer: Option<String>,
     /// How long a burst of kernel records may gather before it is read, in ms (0 to 1000).

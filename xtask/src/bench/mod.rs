@@ -9,6 +9,7 @@
 //! repeats, with their range, and compared as ratios within the run: absolute times on a
 //! shared two-core machine are noise.
 
+mod outage;
 mod sample;
 mod stats;
 mod tools;
@@ -60,6 +61,9 @@ pub struct BenchArgs {
     /// Skip the side-by-side cells (micro-benchmarks and the model's scale only).
     #[arg(long)]
     no_side_by_side: bool,
+    /// How long the agent runs with its collector down under a steady load (0 skips it).
+    #[arg(long, default_value_t = 10)]
+    outage_minutes: u64,
 }
 
 /// One run of one tool under one workload.
@@ -482,16 +486,17 @@ const AGENT_CPU_RATIO: f64 = 1.3;
 
 /// The agent's targets, on the main shape at its maximum rate, against `tracer record`'s runs
 /// of the same bench.
-fn agent_targets(agent: &[&Outcome], record: &[&Outcome], targets: &mut Vec<Target>) {
+fn agent_targets(tool: Tool, agent: &[&Outcome], record: &[&Outcome], targets: &mut Vec<Target>) {
     if agent.is_empty() {
         return;
     }
+    let name = tool.name();
     let lost: u64 = agent
         .iter()
         .map(|o| o.counted.reported_lost + o.missed())
         .sum();
     targets.push(Target {
-        name: format!("agent: zero loss at the maximum {MAIN_SHAPE} rate, exporting"),
+        name: format!("{name}: zero loss at the maximum {MAIN_SHAPE} rate, exporting"),
         pass: lost == 0,
         detail: format!("{} runs, {lost} events missed or lost", agent.len()),
     });
@@ -502,10 +507,10 @@ fn agent_targets(agent: &[&Outcome], record: &[&Outcome], targets: &mut Vec<Targ
     ) {
         let ratio = agent_cpu / record_cpu;
         targets.push(Target {
-            name: format!("agent: userspace CPU per event ≤ {AGENT_CPU_RATIO}× tracer record's"),
+            name: format!("{name}: userspace CPU per event ≤ {AGENT_CPU_RATIO}× tracer record's"),
             pass: ratio <= AGENT_CPU_RATIO,
             detail: format!(
-                "agent {:.2} µs, record {:.2} µs: ratio {ratio:.2}",
+                "{name} {:.2} µs, record {:.2} µs: ratio {ratio:.2}",
                 agent_cpu / 1e3,
                 record_cpu / 1e3
             ),
@@ -514,7 +519,7 @@ fn agent_targets(agent: &[&Outcome], record: &[&Outcome], targets: &mut Vec<Targ
     if let Some(peak) = agent.iter().map(|o| o.peak_rss_kib).max() {
         let mib = peak as f64 / 1024.0;
         targets.push(Target {
-            name: format!("agent: peak RSS < {AGENT_PEAK_RSS_MIB} MiB, default ring buffer"),
+            name: format!("{name}: peak RSS < {AGENT_PEAK_RSS_MIB} MiB, default ring buffer"),
             pass: mib < AGENT_PEAK_RSS_MIB,
             detail: format!("highest peak over the runs {mib:.1} MiB"),
         });
@@ -532,7 +537,12 @@ fn side_by_side_report(outcomes: &[Outcome], report: &mut String, targets: &mut 
     let anchors: Vec<Tool> = tools
         .iter()
         .copied()
-        .filter(|t| !matches!(t, Tool::Untraced | Tool::Tracer | Tool::Agent))
+        .filter(|t| {
+            !matches!(
+                t,
+                Tool::Untraced | Tool::Tracer | Tool::Agent | Tool::AgentAll
+            )
+        })
         .collect();
     let cells = |tool: Tool, shape: &str, rate: Option<u64>| -> Vec<&Outcome> {
         outcomes
@@ -574,7 +584,7 @@ fn side_by_side_report(outcomes: &[Outcome], report: &mut String, targets: &mut 
             let traced = tool != Tool::Untraced;
             let cell = |text: String| if traced { text } else { "–".into() };
             let latency = match tool {
-                Tool::Tracer | Tool::Agent => format!(
+                Tool::Tracer | Tool::Agent | Tool::AgentAll => format!(
                     "{} / {}",
                     fmt_spread(
                         summary(&runs, |o| o.counted.latency_ms.map_or(f64::NAN, |l| l.0)),
@@ -712,7 +722,8 @@ fn side_by_side_report(outcomes: &[Outcome], report: &mut String, targets: &mut 
             if losers.is_empty() { "none".to_owned() } else { losers.join("; ") }
         ),
     });
-    agent_targets(&main(Tool::Agent), &tracer_runs, targets);
+    agent_targets(Tool::Agent, &main(Tool::Agent), &tracer_runs, targets);
+    agent_targets(Tool::AgentAll, &main(Tool::AgentAll), &tracer_runs, targets);
     let tracer_cpu = median_of(Tool::Tracer, MAIN_SHAPE, &Outcome::cpu_per_event_ns);
     let best = anchors
         .iter()
@@ -1045,6 +1056,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 let _ = writeln!(report, "- {line}");
             }
         }
+    }
+    if tools.contains(&Tool::Agent)
+        && let Err(error) = outage::report(&bench, &mut report, &mut targets)
+    {
+        targets.push(Target {
+            name: "agent with its collector down".into(),
+            pass: false,
+            detail: format!("the run failed: {error:#}"),
+        });
     }
     micro_report(&mut report, &mut targets)?;
     scale_report(&bench, &mut report, &mut targets)?;

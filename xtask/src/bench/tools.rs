@@ -22,18 +22,22 @@ pub enum Tool {
     /// No tracer: the workload's own speed.
     Untraced,
     Tracer,
-    /// `tracer agent`: traces to a directory and OTLP to a local receiver.
+    /// `tracer agent`: traces to a directory and OTLP to a local receiver, as deployed
+    /// (findings and the lifecycle of processes with a role).
     Agent,
+    /// The same, exporting every process's lifecycle (`--otlp-events all`).
+    AgentAll,
     Bpftrace,
     Execsnoop,
     Exitsnoop,
     Forkstat,
 }
 
-pub const ALL: [Tool; 7] = [
+pub const ALL: [Tool; 8] = [
     Tool::Untraced,
     Tool::Tracer,
     Tool::Agent,
+    Tool::AgentAll,
     Tool::Bpftrace,
     Tool::Execsnoop,
     Tool::Exitsnoop,
@@ -60,6 +64,7 @@ impl Tool {
             Tool::Untraced => "untraced",
             Tool::Tracer => "tracer",
             Tool::Agent => "agent",
+            Tool::AgentAll => "agent-all",
             Tool::Bpftrace => "bpftrace",
             Tool::Execsnoop => "execsnoop",
             Tool::Exitsnoop => "exitsnoop",
@@ -75,7 +80,9 @@ impl Tool {
     pub fn kinds(self) -> (bool, bool, bool) {
         match self {
             Tool::Untraced => (false, false, false),
-            Tool::Tracer | Tool::Agent | Tool::Bpftrace | Tool::Forkstat => (true, true, true),
+            Tool::Tracer | Tool::Agent | Tool::AgentAll | Tool::Bpftrace | Tool::Forkstat => {
+                (true, true, true)
+            }
             Tool::Execsnoop => (false, true, false),
             Tool::Exitsnoop => (false, false, true),
         }
@@ -84,7 +91,12 @@ impl Tool {
     pub fn uses_bpf(self) -> bool {
         matches!(
             self,
-            Tool::Tracer | Tool::Agent | Tool::Bpftrace | Tool::Execsnoop | Tool::Exitsnoop
+            Tool::Tracer
+                | Tool::Agent
+                | Tool::AgentAll
+                | Tool::Bpftrace
+                | Tool::Execsnoop
+                | Tool::Exitsnoop
         )
     }
 
@@ -93,10 +105,13 @@ impl Tool {
         match self {
             Tool::Untraced => "",
             Tool::Tracer => {
-                "`tracer record -o FILE`, defaults: 32 MiB ring buffer, 5 ms batch delay"
+                "`tracer record -o FILE`, defaults: 8 MiB ring buffer, 5 ms batch delay"
             }
             Tool::Agent => {
-                "`tracer agent --trace-dir DIR --otlp-endpoint URL --otlp-events all`, defaults otherwise, sending to a local receiver that answers 200"
+                "`tracer agent --trace-dir DIR --otlp-endpoint URL`, defaults otherwise (findings and role processes' lifecycle exported), sending to a local receiver that answers 200"
+            }
+            Tool::AgentAll => {
+                "the agent as above with `--otlp-events all`: a log record for every process start, exec and exit"
             }
             Tool::Bpftrace => {
                 "`bpftrace -o FILE` (block-buffered), perf buffer 64 pages per CPU (default), BPFTRACE_STRLEN=200"
@@ -137,7 +152,7 @@ impl Tool {
                     .stdout(Stdio::null());
                 command
             }
-            Tool::Agent => {
+            Tool::Agent | Tool::AgentAll => {
                 let receiver = start_receiver()?;
                 let mut command = Command::new(tracer);
                 command
@@ -147,8 +162,10 @@ impl Tool {
                     .args(["--listen", "127.0.0.1:0"])
                     .arg("--otlp-endpoint")
                     .arg(format!("http://{receiver}"))
-                    .args(["--otlp-events", "all"])
                     .stdout(Stdio::null());
+                if self == Tool::AgentAll {
+                    command.args(["--otlp-events", "all"]);
+                }
                 command
             }
             Tool::Bpftrace => {
@@ -204,7 +221,7 @@ impl Tool {
                 std::fs::read_to_string(dir.join("err"))
                     .is_ok_and(|err| err.contains("tracer: recording to")),
             ),
-            Tool::Agent => Some(
+            Tool::Agent | Tool::AgentAll => Some(
                 std::fs::read_to_string(dir.join("err"))
                     .is_ok_and(|err| err.contains("tracer agent: capturing")),
             ),
@@ -224,7 +241,7 @@ impl Tool {
             Ok(String::from_utf8_lossy(&bytes).into_owned())
         };
         let err = read("err")?;
-        if self == Tool::Agent {
+        if matches!(self, Tool::Agent | Tool::AgentAll) {
             // Its rotated traces, in order: together, the whole capture.
             let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("traces"))
                 .context("the agent wrote no trace directory")?
@@ -239,7 +256,7 @@ impl Tool {
         }
         let out = read("out")?;
         Ok(match self {
-            Tool::Untraced | Tool::Agent => unreachable!("counted above"),
+            Tool::Untraced | Tool::Agent | Tool::AgentAll => unreachable!("counted above"),
             Tool::Tracer => count_tracer(&out, &err),
             Tool::Bpftrace => count_bpftrace(&out),
             Tool::Execsnoop => count_columns(&out, &err, Tool::Execsnoop),
@@ -253,42 +270,47 @@ impl Tool {
 /// answers `200` with an empty body, as fast as it can. It decodes nothing: the bench measures
 /// the agent, not a receiver. Lives as long as the bench.
 fn start_receiver() -> Result<std::net::SocketAddr> {
-    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
     let listener =
         std::net::TcpListener::bind("127.0.0.1:0").context("cannot start the OTLP receiver")?;
     let address = listener.local_addr()?;
+    // One connection at a time, on this one thread: the agent keeps one alive, and a thread
+    // per connection would add forks to the kernel's count the workload is judged by.
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || -> Option<()> {
-                let mut writer = stream.try_clone().ok()?;
-                let mut reader = BufReader::new(stream);
-                loop {
-                    let mut length = 0usize;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).ok()? == 0 {
-                            return None;
-                        }
-                        let line = line.trim_end();
-                        if line.is_empty() {
-                            break;
-                        }
-                        if let Some((name, value)) = line.split_once(':')
-                            && name.eq_ignore_ascii_case("content-length")
-                        {
-                            length = value.trim().parse().ok()?;
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    reader.read_exact(&mut body).ok()?;
-                    writer
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                        .ok()?;
-                }
-            });
+            let _ = serve_connection(stream);
         }
     });
     Ok(address)
+}
+
+/// Answers every request of one connection with `200`, until the client closes it.
+fn serve_connection(stream: std::net::TcpStream) -> Option<()> {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let mut writer = stream.try_clone().ok()?;
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().ok()?;
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).ok()?;
+        writer
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .ok()?;
+    }
 }
 
 fn is_workload(comm: &str) -> bool {
