@@ -139,6 +139,16 @@ impl Drop for Session {
     }
 }
 
+/// A list of pids in a scenario's report.
+fn pids_of(value: &Value) -> HashSet<u32> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list of pids: {value}"))
+        .iter()
+        .map(pid_of)
+        .collect()
+}
+
 fn pid_of(value: &Value) -> u32 {
     value
         .as_u64()
@@ -1085,12 +1095,7 @@ fn an_airflow_task_in_a_new_interpreter_is_not_daemonic() {
         "exec cleared the worker's flag"
     );
     assert!(!model.live(runner).unwrap().class.is_daemonic());
-    let children: HashSet<u32> = report["children"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(pid_of)
-        .collect();
+    let children = pids_of(&report["children"]);
     let flagged: Vec<_> = trace
         .findings()
         .filter(|f| children.contains(&f.pid) || f.pid == runner)
@@ -1121,12 +1126,7 @@ fn the_agent_sends_a_daemonic_billiard_spawn_and_its_orphans_as_otlp_records() {
     let report = scenario.report();
     scenario.wait();
     let daemonic = pid_of(&report["daemonic"]);
-    let children: HashSet<u32> = report["children"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(pid_of)
-        .collect();
+    let children = pids_of(&report["children"]);
     let about = |record: &opentelemetry_proto::tonic::logs::v1::LogRecord| {
         strings(&record.attributes)
             .get("process.pid")

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-use super::{Bench, Running, Target, sample};
+use super::{Bench, Running, Target, sample, tools};
 
 /// The steady load: fork+exit a second, well below the machine's maximum.
 const RATE: u64 = 2_000;
@@ -69,15 +69,8 @@ pub(super) fn report(bench: &Bench, report: &mut String, targets: &mut Vec<Targe
     // A port nobody listens on: the collector is down the whole time.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let err_path = dir.join("err");
-    let mut agent = Command::new(&bench.tracer);
+    let mut agent = tools::agent_command(&bench.tracer, &dir, dead, true);
     agent
-        .arg("agent")
-        .arg("--trace-dir")
-        .arg(dir.join("traces"))
-        .args(["--listen", "127.0.0.1:0"])
-        .arg("--otlp-endpoint")
-        .arg(format!("http://{dead}"))
-        .args(["--otlp-events", "all"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&err_path)?);

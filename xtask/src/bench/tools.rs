@@ -154,18 +154,8 @@ impl Tool {
             }
             Tool::Agent | Tool::AgentAll => {
                 let receiver = start_receiver()?;
-                let mut command = Command::new(tracer);
-                command
-                    .arg("agent")
-                    .arg("--trace-dir")
-                    .arg(dir.join("traces"))
-                    .args(["--listen", "127.0.0.1:0"])
-                    .arg("--otlp-endpoint")
-                    .arg(format!("http://{receiver}"))
-                    .stdout(Stdio::null());
-                if self == Tool::AgentAll {
-                    command.args(["--otlp-events", "all"]);
-                }
+                let mut command = agent_command(tracer, dir, receiver, self == Tool::AgentAll);
+                command.stdout(Stdio::null());
                 command
             }
             Tool::Bpftrace => {
@@ -264,6 +254,28 @@ impl Tool {
             Tool::Forkstat => count_forkstat(&out),
         })
     }
+}
+
+/// `tracer agent` writing its traces under `dir` and sending OTLP to `collector`, with every
+/// event exported when `all`.
+pub fn agent_command(
+    tracer: &Path,
+    dir: &Path,
+    collector: std::net::SocketAddr,
+    all: bool,
+) -> Command {
+    let mut command = Command::new(tracer);
+    command
+        .arg("agent")
+        .arg("--trace-dir")
+        .arg(dir.join("traces"))
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--otlp-endpoint")
+        .arg(format!("http://{collector}"));
+    if all {
+        command.args(["--otlp-events", "all"]);
+    }
+    command
 }
 
 /// A stand-in for an OpenTelemetry Collector: reads each HTTP/1.1 request (keep-alive) and
