@@ -154,7 +154,7 @@ fn the_kubernetes_daemonset_has_what_the_agent_needs() {
         strings(&security["capabilities"]["add"]),
         ["BPF", "PERFMON", "SYS_RESOURCE", "SYS_PTRACE"]
     );
-    for probe in ["livenessProbe", "readinessProbe"] {
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
         assert_eq!(
             agent[probe]["httpGet"]["path"].as_str(),
             Some("/healthz"),

@@ -240,7 +240,8 @@ impl<R: BufRead> TraceReader<R> {
                 return Err(LineError::TooLong);
             }
             self.done = true;
-            self.trailing_bytes = self.buffer.len();
+            // Added: a history of several parts counts every torn tail.
+            self.trailing_bytes += self.buffer.len();
             return Ok(None);
         }
         self.buffer.pop();

@@ -61,6 +61,9 @@ pub struct LogExporter {
     /// descendants), remembered because a process's exit reaches the exporter after the tree
     /// has let it go.
     mattering: HashSet<ProcessKey>,
+    /// Those of them that are ancestors of a process with a role, not in its subtree: their
+    /// lives matter, their other children's do not (pid 1 is everybody's ancestor).
+    ancestors_only: HashSet<ProcessKey>,
 }
 
 fn string(value: impl Into<String>) -> AnyValue {
@@ -148,6 +151,7 @@ impl LogExporter {
             boot_id: String::new(),
             clock_base: (0, 0),
             mattering: HashSet::new(),
+            ancestors_only: HashSet::new(),
         }
     }
 
@@ -171,6 +175,11 @@ impl LogExporter {
         format!("{}/{}/{}", self.boot_id, key.pid, key.start_time)
     }
 
+    /// Whether records of `key`'s lifecycle go out (as far as the events so far tell).
+    pub fn follows(&self, key: ProcessKey) -> bool {
+        self.selection == Selection::All || self.mattering.contains(&key)
+    }
+
     /// Whether `key`'s lifecycle matters, as the tree now says; remembered while it lives.
     /// A process matters from its start when its creator did (or had a role), so an event costs
     /// a lookup, not a walk up the lineage.
@@ -184,16 +193,19 @@ impl LogExporter {
         if model.get(index).class.role.is_some() {
             // Its ancestors' lives matter from now on.
             for (_, ancestor) in model.lineage(index) {
-                if ancestor.is_alive() {
-                    self.mattering.insert(ancestor.key);
+                if ancestor.is_alive() && self.mattering.insert(ancestor.key) {
+                    self.ancestors_only.insert(ancestor.key);
                 }
             }
             self.mattering.insert(key);
+            self.ancestors_only.remove(&key);
             return true;
         }
         let descendant = model.creator(index).is_some_and(|creator| {
             let creator = model.get(creator);
-            creator.class.role.is_some() || self.mattering.contains(&creator.key)
+            creator.class.role.is_some()
+                || (self.mattering.contains(&creator.key)
+                    && !self.ancestors_only.contains(&creator.key))
         });
         if descendant {
             self.mattering.insert(key);
@@ -347,6 +359,7 @@ impl LogExporter {
                     .push(kv_int("lineage.exit.signal", i64::from(signal)));
             }
             self.mattering.remove(&key);
+            self.ancestors_only.remove(&key);
         }
         out.push(ProcessLog {
             record,

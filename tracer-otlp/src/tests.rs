@@ -54,6 +54,7 @@ fn run(selection: Selection) -> Vec<ProcessLog> {
         fixtures::key(300, 3_000_000_000),
         fixtures::key(400, 3_000_000_000),
     );
+    let second = fixtures::key(150, 2_000_000_000);
     let events = [
         fixtures::snapshot(1, init, 0, "init"),
         fixtures::snapshot(
@@ -63,6 +64,13 @@ fn run(selection: Selection) -> Vec<ProcessLog> {
             "[celeryd: w1@host:MainProcess] -active- (worker)",
         ),
         fixtures::snapshot(1, worker, 100, "[celeryd: w1@host:ForkPoolWorker-1]"),
+        // A second worker started by init: init becomes the lineage of a process with a role.
+        fixtures::fork(2_000_000_000, second, init, "celery"),
+        fixtures::rename(
+            2_100_000_000,
+            second,
+            "[celeryd: w2@host:MainProcess] -active- (worker)",
+        ),
         fixtures::fork(3_000_000_000, child, worker, "celery"),
         fixtures::exec(
             3_100_000_000,
@@ -71,7 +79,8 @@ fn run(selection: Selection) -> Vec<ProcessLog> {
             "/usr/bin/sleep",
             &["sleep", "60"],
         ),
-        // Unrelated to any role: not exported under the lineage selection.
+        // Unrelated to any role: not exported under the lineage selection, though its
+        // parent (init) is the lineage of a process with a role.
         fixtures::fork(3_000_000_000, other, init, "cron"),
         fixtures::exit(3_200_000_000, other, 1, (Some(0), None), 1),
         fixtures::signal(3_300_000_000, worker, main, 9),

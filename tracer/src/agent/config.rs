@@ -16,6 +16,18 @@ pub const DEFAULT_RETAIN_BYTES: u64 = 1 << 30;
 pub const DEFAULT_OTLP_QUEUE: usize = 8192;
 pub const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);
+/// The largest export queue: records are about a KiB each, and the queue is the agent's
+/// memory while the collector is away.
+pub const MAX_OTLP_QUEUE: usize = 65_536;
+/// Headers the agent sets itself, which the configuration may not override.
+const RESERVED_HEADERS: [&str; 6] = [
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "connection",
+    "user-agent",
+];
 
 /// The file, as written: every key optional.
 #[derive(Debug, Default, Deserialize)]
@@ -207,7 +219,10 @@ impl AgentConfig {
                     "otlp: timeout",
                     DEFAULT_OTLP_TIMEOUT,
                 )?,
-                queue: file.otlp.queue.unwrap_or(DEFAULT_OTLP_QUEUE).max(1),
+                queue: match file.otlp.queue.unwrap_or(DEFAULT_OTLP_QUEUE) {
+                    queue @ 1..=MAX_OTLP_QUEUE => queue,
+                    queue => bail!("otlp: queue = {queue}: give 1 to {MAX_OTLP_QUEUE} records"),
+                },
             }),
         };
         let shutdown_timeout = age(
@@ -260,6 +275,9 @@ fn check_headers(headers: BTreeMap<String, String>) -> Result<BTreeMap<String, S
                 .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
         if !name_ok {
             bail!("otlp: headers: {name:?} is not an HTTP header name");
+        }
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            bail!("otlp: headers: {name} is set by the agent itself");
         }
         if value.bytes().any(|b| b.is_ascii_control()) {
             bail!("otlp: headers: the value of {name} holds control characters");
@@ -387,6 +405,10 @@ mod tests {
         assert!(error(small, AgentFlags::default()).contains("retain_size"));
         let header = file("[otlp]\nendpoint = \"http://c:4318\"\nheaders = { \"a b\" = \"x\" }");
         assert!(error(header, AgentFlags::default()).contains("header name"));
+        let reserved = file("[otlp]\nendpoint = \"http://c:4318\"\nheaders = { Host = \"x\" }");
+        assert!(error(reserved, AgentFlags::default()).contains("set by the agent"));
+        let queue = file("[otlp]\nendpoint = \"http://c:4318\"\nqueue = 99999999999");
+        assert!(error(queue, AgentFlags::default()).contains("give 1 to"));
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.toml");

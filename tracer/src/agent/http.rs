@@ -20,6 +20,9 @@ use tracer_metrics::Metrics;
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 32;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection lives at most this long (a scraper reconnects): a client that never reads
+/// its answers cannot hold a slot.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
 /// A capture loop that has not finished a batch or a tick for this long is stuck.
 pub const STALLED_AFTER: Duration = Duration::from_secs(10);
 
@@ -152,12 +155,12 @@ pub async fn serve(listener: TcpListener, endpoint: Endpoint) {
                 let response = respond(&request, &endpoint);
                 async move { Ok::<_, Infallible>(response) }
             });
-            let _ = http1::Builder::new()
+            let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_DEADLINE, connection).await;
             drop(slot);
         });
     }

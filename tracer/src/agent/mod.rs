@@ -38,11 +38,25 @@ struct AgentSink {
     otlp: Option<OtlpSink>,
 }
 
+impl AgentSink {
+    /// A trace directory that cannot be written (a full disk, say) stops the traces, not the
+    /// agent: capture, metrics and the export go on, and the error is said once.
+    fn recording(&mut self, write: impl FnOnce(&mut RotatingRecorder) -> std::io::Result<()>) {
+        let Some(recorder) = &mut self.recorder else {
+            return;
+        };
+        if let Err(error) = write(recorder) {
+            eprintln!(
+                "tracer agent: error: traces stopped, the trace directory cannot be written ({error}); capture, metrics and OTLP go on: free space and restart the agent"
+            );
+            self.recorder = None;
+        }
+    }
+}
+
 impl Sink for AgentSink {
     fn header(&mut self, header: &TraceHeader) -> std::io::Result<()> {
-        if let Some(recorder) = &mut self.recorder {
-            recorder.header(header)?;
-        }
+        self.recording(|recorder| recorder.header(header));
         if let Some(otlp) = &mut self.otlp {
             otlp.header(header)?;
         }
@@ -51,9 +65,7 @@ impl Sink for AgentSink {
 
     fn event(&mut self, event: &Event, model: &Model) -> std::io::Result<()> {
         self.metrics.event(event, model)?;
-        if let Some(recorder) = &mut self.recorder {
-            recorder.event(event, model)?;
-        }
+        self.recording(|recorder| recorder.event(event, model));
         if let Some(otlp) = &mut self.otlp {
             otlp.event(event, model)?;
         }
@@ -62,9 +74,7 @@ impl Sink for AgentSink {
 
     fn flush(&mut self, model: &Model, status: &Status) -> std::io::Result<()> {
         self.metrics.flush(model, status)?;
-        if let Some(recorder) = &mut self.recorder {
-            recorder.flush(model, status)?;
-        }
+        self.recording(|recorder| recorder.flush(model, status));
         if let Some(otlp) = &mut self.otlp {
             otlp.flush(model, status)?;
         }
@@ -74,9 +84,7 @@ impl Sink for AgentSink {
 
     fn finish(&mut self, model: &Model, status: &Status) -> std::io::Result<()> {
         self.metrics.finish(model, status)?;
-        if let Some(recorder) = &mut self.recorder {
-            recorder.finish(model, status)?;
-        }
+        self.recording(|recorder| recorder.finish(model, status));
         if let Some(otlp) = &mut self.otlp {
             otlp.finish(model, status)?;
         }

@@ -168,8 +168,11 @@ impl OtlpSink {
 
     /// The container `pid` runs in, read from `/proc` once per cgroup: short-lived processes
     /// come by the thousand a second, from a few cgroups.
-    fn container_of(&mut self, pid: u32, model: &Model) -> Option<ContainerIds> {
-        if let Some(known) = self.by_pid.get(&pid) {
+    /// `fresh`: read `/proc` whatever the caches say, for a process that may have moved since
+    /// its fork (a container's first process is forked in the runtime's cgroup, then moved
+    /// and exec'd) or was only in the start-up scan.
+    fn container_of(&mut self, pid: u32, model: &Model, fresh: bool) -> Option<ContainerIds> {
+        if !fresh && let Some(known) = self.by_pid.get(&pid) {
             return known.clone();
         }
         if self.by_pid.len() >= CONTAINER_CACHE {
@@ -184,9 +187,10 @@ impl OtlpSink {
                 .cgroup_path(pid)
                 .and_then(|path| containers::from_cgroup_path(&path))
         };
-        let ids = match model.live(pid).and_then(|process| process.cgroup_id) {
-            Some(cgroup) => self.by_cgroup.entry(cgroup).or_insert_with(read).clone(),
-            None => read(),
+        let cgroup = model.live(pid).and_then(|process| process.cgroup_id);
+        let ids = match cgroup {
+            Some(cgroup) if !fresh => self.by_cgroup.entry(cgroup).or_insert_with(read).clone(),
+            _ => read(),
         };
         self.by_pid.insert(pid, ids.clone());
         ids
@@ -212,9 +216,21 @@ impl Sink for OtlpSink {
 
     fn event(&mut self, event: &Event, model: &Model) -> std::io::Result<()> {
         self.exporter.records(event, model, &mut self.logs);
+        // Where a process runs is settled after its exec, and known for one found at start
+        // only while it lives: read then, for the processes whose records go out.
+        let fresh = match event {
+            Event::Exec(e) => Some(e.pid),
+            Event::Snapshot(e) if self.exporter.follows(event.key()) => {
+                self.container_of(e.pid, model, true);
+                None
+            }
+            _ => None,
+        };
         let logs = std::mem::take(&mut self.logs);
         for log in logs {
-            let container = log.pid.and_then(|pid| self.container_of(pid, model));
+            let container = log
+                .pid
+                .and_then(|pid| self.container_of(pid, model, fresh == Some(pid)));
             let Some(queue) = &self.queue else { break };
             self.shared.made.fetch_add(1, Ordering::Relaxed);
             if queue.try_send((container, log.record)).is_err() {
@@ -324,6 +340,10 @@ impl Sender {
                     self.shared
                         .metrics
                         .count_export(EXPORTER, ExportResult::Rejected, data);
+                    // The announcement went down with the batch: it is owed again.
+                    self.shared
+                        .unannounced
+                        .fetch_add(announced, Ordering::Relaxed);
                     return;
                 }
                 Outcome::Retry(why) => {

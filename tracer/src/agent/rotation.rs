@@ -33,6 +33,9 @@ struct Current {
     path: PathBuf,
     opened_ts: u64,
     bytes: u64,
+    /// Its size once the header and snapshot were written: rotation is by what came after,
+    /// or a large snapshot would rotate at every batch.
+    bytes_at_open: u64,
 }
 
 pub struct RotatingRecorder {
@@ -119,8 +122,13 @@ impl RotatingRecorder {
             path,
             opened_ts: now,
             bytes: 0,
+            bytes_at_open: 0,
         });
-        self.count_bytes()
+        self.count_bytes()?;
+        if let Some(current) = &mut self.current {
+            current.bytes_at_open = current.bytes;
+        }
+        Ok(())
     }
 
     /// Adds what the current file grew by to the metrics (after a flush).
@@ -139,8 +147,8 @@ impl RotatingRecorder {
     fn due(&self) -> bool {
         self.current.as_ref().is_some_and(|current| {
             let age = (self.clocks.boottime_ns)().saturating_sub(current.opened_ts);
-            current.bytes >= self.rotation.max_file_bytes
-                || age >= self.rotation.max_file_age.as_nanos() as u64
+            let max_age = u64::try_from(self.rotation.max_file_age.as_nanos()).unwrap_or(u64::MAX);
+            current.bytes - current.bytes_at_open >= self.rotation.max_file_bytes || age >= max_age
         })
     }
 
@@ -148,6 +156,8 @@ impl RotatingRecorder {
         if let Some(mut done) = self.current.take() {
             finish_trace(&mut done.writer)?;
         }
+        // Room first: on a full disk, the old files go before the new one is written.
+        self.enforce_retention()?;
         self.open(Some(model))?;
         self.enforce_retention()
     }
@@ -155,19 +165,22 @@ impl RotatingRecorder {
     /// Removes the oldest traces of the directory until they fit in the retained size; never
     /// the file being written, nor anything not named as this recorder names its files.
     fn enforce_retention(&mut self) -> std::io::Result<()> {
-        let mut traces: Vec<(PathBuf, u64)> = std::fs::read_dir(&self.dir)?
+        // Oldest first by modification time, then name: a wall clock stepped back must not
+        // make the newest file look oldest.
+        let mut traces: Vec<(std::time::SystemTime, PathBuf, u64)> = std::fs::read_dir(&self.dir)?
             .filter_map(|entry| {
                 let entry = entry.ok()?;
                 let name = entry.file_name().into_string().ok()?;
                 let metadata = entry.metadata().ok()?;
-                (name.starts_with(PREFIX) && name.ends_with(SUFFIX) && metadata.is_file())
-                    .then(|| (entry.path(), metadata.len()))
+                let ours = name.starts_with(PREFIX) && name.ends_with(SUFFIX) && metadata.is_file();
+                ours.then_some(())?;
+                Some((metadata.modified().ok()?, entry.path(), metadata.len()))
             })
             .collect();
         traces.sort();
-        let mut total: u64 = traces.iter().map(|(_, len)| len).sum();
+        let mut total: u64 = traces.iter().map(|(_, _, len)| len).sum();
         let current = self.current_path().map(Path::to_owned);
-        for (path, len) in traces {
+        for (_, path, len) in traces {
             if total <= self.rotation.retain_bytes {
                 break;
             }
@@ -201,6 +214,7 @@ fn snapshot_of(process: &tracer_core::model::Process, ts: u64) -> Snapshot {
 impl Sink for RotatingRecorder {
     fn header(&mut self, header: &TraceHeader) -> std::io::Result<()> {
         self.header = Some(header.clone());
+        self.enforce_retention()?;
         self.open(None)
     }
 

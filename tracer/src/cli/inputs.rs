@@ -74,11 +74,19 @@ pub(super) fn histories(paths: &[PathBuf]) -> Result<Vec<History>> {
         .into_iter()
         .map(|file| {
             let header = open_trace(&file)?.header().clone();
+            // One file named twice (`./d/x`, `d/x`) is read once.
+            let file = std::fs::canonicalize(&file).unwrap_or(file);
             Ok((file, header))
         })
         .collect::<Result<_>>()?;
+    // A series' files together, in index order, whatever their times and names; other files
+    // by time.
+    let order = |header: &TraceHeader| match header.segment {
+        Some(segment) => (segment.series, segment.index),
+        None => (header.ts, 0),
+    };
     traces.sort_by(|(a_file, a), (b_file, b)| {
-        (&a.host, &a.boot_id, a.ts, a_file).cmp(&(&b.host, &b.boot_id, b.ts, b_file))
+        (&a.host, &a.boot_id, order(a), a_file).cmp(&(&b.host, &b.boot_id, order(b), b_file))
     });
     traces.dedup_by(|(a, _), (b, _)| a == b);
     let mut histories: Vec<History> = Vec::new();
