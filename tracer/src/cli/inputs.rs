@@ -70,13 +70,14 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 
 /// The histories in `paths`, by host, then time.
 pub(super) fn histories(paths: &[PathBuf]) -> Result<Vec<History>> {
-    let mut traces: Vec<(PathBuf, TraceHeader)> = expand(paths)?
+    // Each file with the path that identifies it: one file named twice (`./d/x`, `d/x`) is
+    // read once, under the name it was given.
+    let mut traces: Vec<(PathBuf, PathBuf, TraceHeader)> = expand(paths)?
         .into_iter()
         .map(|file| {
             let header = open_trace(&file)?.header().clone();
-            // One file named twice (`./d/x`, `d/x`) is read once.
-            let file = std::fs::canonicalize(&file).unwrap_or(file);
-            Ok((file, header))
+            let identity = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+            Ok((identity, file, header))
         })
         .collect::<Result<_>>()?;
     // A series' files together, in index order, whatever their times and names; other files
@@ -85,12 +86,12 @@ pub(super) fn histories(paths: &[PathBuf]) -> Result<Vec<History>> {
         Some(segment) => (segment.series, segment.index),
         None => (header.ts, 0),
     };
-    traces.sort_by(|(a_file, a), (b_file, b)| {
-        (&a.host, &a.boot_id, order(a), a_file).cmp(&(&b.host, &b.boot_id, order(b), b_file))
+    traces.sort_by(|(a_id, _, a), (b_id, _, b)| {
+        (&a.host, &a.boot_id, order(a), a_id).cmp(&(&b.host, &b.boot_id, order(b), b_id))
     });
-    traces.dedup_by(|(a, _), (b, _)| a == b);
+    traces.dedup_by(|(a, _, _), (b, _, _)| a == b);
     let mut histories: Vec<History> = Vec::new();
-    for (file, header) in traces {
+    for (_, file, header) in traces {
         if let Some(last) = histories.last_mut()
             && continues(&last.header, last.files.len(), &header)
         {
