@@ -836,6 +836,12 @@ impl Analyzer {
 
     /// Capture or replay is over: spawns still waiting are reported as forks, at the time of
     /// the last event.
+    /// Time has passed without events (a live capture's tick, `now` in kernel time): reports
+    /// the spawns that went long enough without exec, as the next event would have.
+    pub fn settle_until(&mut self, model: &Model, now: u64, out: &mut Vec<Event>) {
+        self.settle_due(model, now, out);
+    }
+
     pub fn finish(&mut self, model: &Model, out: &mut Vec<Event>) {
         for pending in std::mem::take(&mut self.pending) {
             out.extend(self.spawn_finding(model, &pending, SpawnHow::Fork, None, model.now()));

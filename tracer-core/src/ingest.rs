@@ -182,6 +182,24 @@ impl<S: Sink> Pipeline<S> {
         Ok(&self.derived)
     }
 
+    /// Time has passed (`now`, kernel time) with no event to say so: the analysis reports what
+    /// was waiting only on time. On a quiet host a daemonic spawn would otherwise wait for the
+    /// next event to be reported.
+    pub fn advance(&mut self, now: u64) -> Result<()> {
+        self.findings.clear();
+        self.analyzer
+            .settle_until(&self.model, now, &mut self.findings);
+        if self.findings.is_empty() {
+            return Ok(());
+        }
+        self.analyzer.qualify(&self.model, &mut self.findings);
+        for finding in &self.findings {
+            self.sink.event(finding, &self.model)?;
+        }
+        self.events += self.findings.len() as u64;
+        Ok(())
+    }
+
     /// The input is over: the analysis reports what it was still waiting on.
     pub fn finish_analysis(&mut self) -> Result<()> {
         self.findings.clear();
@@ -227,6 +245,30 @@ mod tests {
             Analyzer::new(Rules::builtin()),
             sink,
         )
+    }
+
+    #[test]
+    fn time_passing_without_events_settles_a_daemonic_spawn() {
+        let mut pipeline = pipeline(Names::default());
+        let (worker, child) = (key(200, 10), key(300, 2_000_000_000));
+        pipeline
+            .apply(&fixtures::snapshot(
+                1,
+                worker,
+                1,
+                "[celeryd: w@h:ForkPoolWorker-1]",
+            ))
+            .unwrap();
+        pipeline
+            .apply(&fixtures::fork(2_000_000_000, child, worker, "celery"))
+            .unwrap();
+        let findings = |p: &Pipeline<Names>| p.sink.0.iter().filter(|n| **n == "finding").count();
+        // Not yet: it may still exec.
+        pipeline.advance(2_500_000_000).unwrap();
+        assert_eq!(findings(&pipeline), 0);
+        // A quiet host: no event comes, but the time does.
+        pipeline.advance(3_100_000_000).unwrap();
+        assert_eq!(findings(&pipeline), 1, "{:?}", pipeline.sink.0);
     }
 
     #[test]

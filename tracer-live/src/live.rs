@@ -35,6 +35,9 @@ const MAX_RECORD_BYTES: usize =
 /// probe to trace stays well under 10 ms, and a busy host pays one wakeup per 5 ms.
 pub const DEFAULT_BATCH_DELAY_MS: u64 = 5;
 
+/// How far behind the clock the analysis is moved on an idle tick.
+const QUIET_MARGIN_NS: u64 = 100_000_000;
+
 /// Processes checked against /proc per tick after a loss: a few milliseconds of reads.
 const SWEEP_PER_TICK: usize = 2048;
 
@@ -503,6 +506,11 @@ pub async fn run<S: Sink>(
                 if read > 0 {
                     capture.ingest_timed(&mut batch)?;
                 } else {
+                    // The ring is empty: what happened more than a moment ago has been read,
+                    // so the analysis may act on the time that passed (a record is written
+                    // microseconds after its timestamp; the margin is generous).
+                    let settled = host::boottime_ns().saturating_sub(QUIET_MARGIN_NS);
+                    capture.pipeline.advance(settled)?;
                     capture.flush()?;
                 }
                 read
