@@ -35,6 +35,11 @@ const MAX_RECORD_BYTES: usize =
 /// probe to trace stays well under 10 ms, and a busy host pays one wakeup per 5 ms.
 pub const DEFAULT_BATCH_DELAY_MS: u64 = 5;
 
+/// How long checking processes against /proc may read the ring before it judges them, and
+/// in what batches.
+const RECONCILE_DRAIN_BUDGET: Duration = Duration::from_millis(50);
+const RECONCILE_DRAIN_BATCH: usize = 4096;
+
 /// How far behind the clock the analysis is moved on an idle tick.
 const QUIET_MARGIN_NS: u64 = 100_000_000;
 
@@ -280,10 +285,23 @@ impl<S: Sink> Capture<'_, S> {
             return Ok(());
         }
         // A process leaves /proc only once reaped, after its exit record was written: what
-        // the ring holds now is read before any exit is inferred.
+        // the ring holds now is read before any exit is inferred. Within a budget: behind a
+        // backlog, the reading would keep the loop from its stop and ticks; those processes
+        // are judged again at a later tick, once the ring has been read to its end.
         let mut batch = Vec::new();
-        while probes.drain_now(&mut batch, 4096) > 0 {
-            self.ingest(&mut batch)?;
+        let deadline = Instant::now() + RECONCILE_DRAIN_BUDGET;
+        loop {
+            let read = probes.drain_now(&mut batch, RECONCILE_DRAIN_BATCH);
+            if read > 0 {
+                self.ingest(&mut batch)?;
+            }
+            if read < RECONCILE_DRAIN_BATCH {
+                break;
+            }
+            if Instant::now() >= deadline {
+                self.sweep.extend(gone);
+                return Ok(());
+            }
         }
         let now = host::boottime_ns();
         for key in gone {
