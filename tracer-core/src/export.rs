@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::event::{Event, ProcessKey, Snapshot};
+use crate::event::{Event, ProcessKey};
 use crate::history::{History, Life, Timeline};
 use crate::ingest::Sink;
 use crate::model::Model;
@@ -233,21 +233,7 @@ pub fn dot(history: &History, selection: &Selection) -> Result<String> {
 }
 
 fn snapshot_of(model: &Model, key: ProcessKey, ts: u64) -> Option<Event> {
-    let process = model.get(model.find(key)?);
-    Some(Event::Snapshot(Snapshot {
-        ts,
-        pid: process.key.pid,
-        start_time: process.key.start_time,
-        ppid: process.ppid,
-        comm: process.comm.clone(),
-        cmdline: process.cmdline.clone(),
-        cmdline_truncated: false,
-        uid: process.uid,
-        pgid: process.pgid,
-        sid: process.sid,
-        kernel_thread: process.kernel_thread,
-        env: process.env.clone(),
-    }))
+    Some(Event::Snapshot(model.get(model.find(key)?).snapshot(ts)))
 }
 
 /// A trace of the selection that `replay` reads like any other, written to `out`: processes

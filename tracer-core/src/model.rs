@@ -185,6 +185,25 @@ impl Process {
         self.exit.is_none()
     }
 
+    /// This process as a snapshot line at `ts`: how a trace that starts now (an export, a
+    /// rotated file) lists what was already alive.
+    pub fn snapshot(&self, ts: u64) -> Snapshot {
+        Snapshot {
+            ts,
+            pid: self.key.pid,
+            start_time: self.key.start_time,
+            ppid: self.ppid,
+            comm: self.comm.clone(),
+            cmdline: self.cmdline.clone(),
+            cmdline_truncated: false,
+            uid: self.uid,
+            pgid: self.pgid,
+            sid: self.sid,
+            kernel_thread: self.kernel_thread,
+            env: self.env.clone(),
+        }
+    }
+
     /// The full title: command line if it has one (setproctitle titles live there), else comm.
     pub fn title(&self) -> String {
         if self.cmdline.is_empty() {

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow};
-use tracer_core::event::{Event, Snapshot};
+use tracer_core::event::Event;
 use tracer_core::ingest::{Sink, Status};
 use tracer_core::model::Model;
 use tracer_core::trace::{Segment, TraceHeader};
@@ -113,7 +113,7 @@ impl RotatingRecorder {
         writer.write_header(&header)?;
         if let Some(model) = model {
             for (_, process) in model.processes().filter(|(_, p)| p.is_alive()) {
-                writer.write_event(&Event::Snapshot(snapshot_of(process, now)))?;
+                writer.write_event(&Event::Snapshot(process.snapshot(now)))?;
             }
         }
         self.files_created += 1;
@@ -192,23 +192,6 @@ impl RotatingRecorder {
         }
         Ok(())
     }
-}
-
-/// A live process as a snapshot line of a new file.
-fn snapshot_of(process: &tracer_core::model::Process, ts: u64) -> Snapshot {
-    let mut snapshot = Snapshot::default();
-    snapshot.ts = ts;
-    snapshot.pid = process.key.pid;
-    snapshot.start_time = process.key.start_time;
-    snapshot.ppid = process.ppid;
-    snapshot.comm.clone_from(&process.comm);
-    snapshot.cmdline.clone_from(&process.cmdline);
-    snapshot.uid = process.uid;
-    snapshot.pgid = process.pgid;
-    snapshot.sid = process.sid;
-    snapshot.kernel_thread = process.kernel_thread;
-    snapshot.env.clone_from(&process.env);
-    snapshot
 }
 
 impl Sink for RotatingRecorder {
