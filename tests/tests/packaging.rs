@@ -70,7 +70,10 @@ fn the_units_capability_bounding_set_is_enough_to_capture() {
         .split_whitespace()
         .map(|cap| cap.trim_start_matches("CAP_").to_ascii_lowercase())
         .collect();
-    assert_eq!(capabilities, ["bpf", "perfmon", "sys_resource"]);
+    assert_eq!(
+        capabilities,
+        ["bpf", "perfmon", "sys_ptrace", "sys_resource"]
+    );
     let bounding = format!("-all,+{}", capabilities.join(",+"));
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -243,6 +243,22 @@ fn report_block<'a>(report: &'a str, heading: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The evidence a daemonic verdict rests on: the interpreter's daemon flag, or (where the
+/// process could not be read, or `read` is false and it died too soon) the title rule
+/// `rule`. Printed for the record of the run.
+fn rests_on(root: Option<&tracer_core::roles::Evidence>, rule: &str, read: bool) {
+    let root = root.expect("evidence");
+    let by_interpreter = root
+        .reason
+        .contains("daemon=True, read from the interpreter");
+    println!("verdict rests on: {}", root.reason);
+    if read {
+        assert!(by_interpreter, "{root:?}");
+    } else {
+        assert!(by_interpreter || root.reason.contains(rule), "{root:?}");
+    }
+}
+
 fn findings(
     trace: &Trace,
     kind: FindingKind,
@@ -280,8 +296,8 @@ fn a_daemonic_billiard_process_starts_children_and_is_killed() {
         );
         assert_eq!(spawn.parent_pid, Some(daemonic));
         assert_eq!(spawn.how, Some(SpawnHow::Fork));
-        let root = spawn.evidence.last().expect("evidence");
-        assert!(root.reason.contains("Scenario daemonic worker"), "{root:?}");
+        // Killed a moment after its forks: its interpreter may be gone before it is read.
+        rests_on(spawn.evidence.last(), "Scenario daemonic worker", false);
 
         let orphaned = trace.only(
             "orphaned child",
@@ -395,8 +411,7 @@ fn a_daemonic_multiprocessing_process_calling_pool() {
         .filter(|f| f.parent_pid == Some(pid_of(&allowed["daemonic"])))
     {
         assert_eq!(spawn.how, Some(SpawnHow::Fork));
-        let root = spawn.evidence.last().expect("evidence");
-        assert!(root.reason.contains("test.daemonic_worker"), "{root:?}");
+        rests_on(spawn.evidence.last(), "test.daemonic_worker", false);
     }
 }
 
@@ -940,10 +955,11 @@ fn an_airflow_task_supervisor_is_killed_and_its_runner_orphaned() {
         "{:?}",
         orphaned.identity
     );
-    let root = orphaned.evidence.last().unwrap();
-    assert!(
-        root.reason.contains("Airflow 2 LocalExecutor worker"),
-        "{root:?}"
+    // The worker lives on after it forks: its interpreter is read.
+    rests_on(
+        orphaned.evidence.last(),
+        "Airflow 2 LocalExecutor worker",
+        true,
     );
     let dead = orphaned.dead_parent.as_ref().unwrap();
     assert_eq!(
@@ -1225,4 +1241,202 @@ fn the_agent_sends_a_daemonic_billiard_spawn_and_its_orphans_as_otlp_records() {
             .collect();
         std::fs::write(path, serde_json::to_string_pretty(&records).unwrap()).unwrap();
     }
+}
+
+/// An interpreter of the version matrix: the host's (a venv of it), or Debian's in a root
+/// filesystem `cargo xtask test` made (TRACER_TEST_PYTHONS).
+struct Interpreter {
+    name: String,
+    version: String,
+    root: Option<PathBuf>,
+}
+
+fn interpreters() -> Vec<Interpreter> {
+    let roots = std::env::var_os("TRACER_TEST_PYTHONS").expect(
+        "TRACER_TEST_PYTHONS is not set: run `cargo xtask test`, which makes the Debian roots \
+         (3.9, 3.11, 3.13, 3.14) the interpreter reader is tested on",
+    );
+    let host = Command::new(venv_bin("celery", "python3"))
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .expect("the host's python3");
+    let mut all = vec![Interpreter {
+        name: "host".into(),
+        version: String::from_utf8_lossy(&host.stdout).trim().to_owned(),
+        root: None,
+    }];
+    for (suite, version) in [
+        ("bullseye", "3.9"),
+        ("bookworm", "3.11"),
+        ("trixie", "3.13"),
+        ("sid", "3.14"),
+    ] {
+        let root = Path::new(&roots).join(suite);
+        assert!(
+            root.join("tracer-root.txt").exists(),
+            "{} is missing: run `cargo xtask test`",
+            root.display()
+        );
+        all.push(Interpreter {
+            name: format!("Debian {suite}"),
+            version: version.into(),
+            root: Some(root),
+        });
+    }
+    all
+}
+
+impl Interpreter {
+    /// The matrix script in `mode`, in a session of its own; in a root, with `/proc` and
+    /// `/dev/shm` (multiprocessing's semaphores) mounted in a mount namespace of its own.
+    fn run(&self, mode: &str, optimize: bool) -> Session {
+        let script = scenarios().join("daemonic_matrix.py");
+        let mut command =
+            match &self.root {
+                None => {
+                    let mut command = Command::new(venv_bin("celery", "python3"));
+                    command.arg(&script);
+                    command
+                }
+                Some(root) => {
+                    std::fs::copy(&script, root.join("tmp/daemonic_matrix.py")).expect("copy");
+                    let mut command = Command::new("unshare");
+                    command.args(["--mount", "--propagation", "private", "sh", "-c"]).arg(
+                    "mount -t proc proc \"$0/proc\" && mount -t tmpfs tmpfs \"$0/dev/shm\" && \
+                     exec chroot \"$0\" python3 /tmp/daemonic_matrix.py \"$1\"",
+                );
+                    command.arg(root);
+                    command
+                }
+            };
+        command.arg(mode);
+        if optimize {
+            command.env("PYTHONOPTIMIZE", "1");
+        }
+        Session::start(&mut command)
+    }
+}
+
+/// One case of the matrix as its script reported it.
+struct Case {
+    mode: String,
+    main: u32,
+    daemonic: Option<u32>,
+    children: HashSet<u32>,
+    controls: HashSet<u32>,
+}
+
+/// CPython 3.9, 3.11 (twice: the host's build and Debian's), 3.13 and 3.14 under the real
+/// tracer with no rules file: every daemonic process that starts children (stdlib with and
+/// without PYTHONOPTIMIZE, a Pool and a ProcessPoolExecutor in it, billiard, the spawn and
+/// forkserver start methods) is a `daemonic_spawn` per child resting on the interpreter's
+/// daemon flag, and after its SIGKILL each child is `orphaned`; the non-daemonic controls
+/// give nothing; under the forkserver the process that asked for the daemonic one is named.
+#[test]
+fn daemonic_flags_are_read_from_every_cpython_version() {
+    let _kernel = kernel_test();
+    let mut table = Vec::new();
+    for interpreter in interpreters() {
+        let started = Instant::now();
+        let recording = Recording::start(&[]);
+        let mut cases = Vec::new();
+        let mut sessions = Vec::new();
+        for (mode, optimize) in [
+            ("stdlib", false),
+            ("stdlib", true),
+            ("pool", true),
+            ("billiard", false),
+            ("spawn", false),
+            ("forkserver", false),
+            ("control", false),
+        ] {
+            let mut session = interpreter.run(mode, optimize);
+            let report = session.report();
+            session.wait();
+            cases.push(Case {
+                mode: format!("{mode}{}", if optimize { " -O" } else { "" }),
+                main: pid_of(&report["main"]),
+                daemonic: report["daemonic"].as_array().unwrap().first().map(pid_of),
+                children: pids_of(&report["children"]),
+                controls: pids_of(&report["controls"]),
+            });
+            sessions.push(session);
+        }
+        let trace = recording.stop();
+        drop(sessions);
+        tally(&format!("python {}", interpreter.name), &trace, started);
+        // Replay reaches the same findings from the recorded reads.
+        let (replayed, _, _) = support::replay(
+            trace.path(),
+            None,
+            None,
+            tracer_core::history::FindingIndex::default(),
+        )
+        .unwrap();
+        let key = |f: &tracer_core::event::Finding| (f.kind, f.pid, f.parent_pid);
+        let mut live: Vec<_> = trace.findings().map(key).collect();
+        let mut again: Vec<_> = replayed.sink.as_slice().iter().map(key).collect();
+        live.sort_unstable();
+        again.sort_unstable();
+        assert_eq!(live, again, "{}: replay", interpreter.name);
+        let read_evidence = format!("read from the interpreter (Python {})", interpreter.version);
+        let mut spawns = 0;
+        for case in &cases {
+            let what = format!("{} {}", interpreter.name, case.mode);
+            let Some(daemonic) = case.daemonic else {
+                let flagged: Vec<_> = findings(&trace, FindingKind::DaemonicSpawn)
+                    .filter(|f| {
+                        case.children.contains(&f.pid)
+                            || f.parent_pid.is_some_and(|p| case.controls.contains(&p))
+                    })
+                    .collect();
+                assert!(flagged.is_empty(), "{what}: controls flagged: {flagged:#?}");
+                continue;
+            };
+            assert!(!case.children.is_empty(), "{what}: no children");
+            for &child in &case.children {
+                let spawn = trace.only(
+                    &format!("{what}: daemonic_spawn of {child}"),
+                    findings(&trace, FindingKind::DaemonicSpawn).filter(|f| f.pid == child),
+                );
+                assert_eq!(spawn.parent_pid, Some(daemonic), "{what}");
+                let root = spawn.evidence.last().expect("evidence");
+                assert!(root.reason.contains(&read_evidence), "{what}: {root:?}");
+                let orphaned = trace.only(
+                    &format!("{what}: orphaned {child}"),
+                    findings(&trace, FindingKind::Orphaned).filter(|f| f.pid == child),
+                );
+                assert_eq!(
+                    orphaned.dead_parent.as_ref().unwrap().pid,
+                    daemonic,
+                    "{what}"
+                );
+                spawns += 1;
+                if case.mode == "forkserver" {
+                    assert_eq!(
+                        spawn.lineage[0].started_by,
+                        Some(case.main),
+                        "{what}: the process that asked the forkserver for it"
+                    );
+                }
+            }
+            // Starting the daemonic process is no finding: its parent is not daemonic.
+            assert_eq!(
+                findings(&trace, FindingKind::DaemonicSpawn)
+                    .filter(|f| f.pid == daemonic)
+                    .count(),
+                0,
+                "{what}"
+            );
+        }
+        table.push(format!(
+            "{:<16} Python {:<5} {} daemonic spawns and orphans read, {} cases, {:.1?}",
+            interpreter.name,
+            interpreter.version,
+            spawns,
+            cases.len(),
+            started.elapsed()
+        ));
+    }
+    println!("{}", table.join("\n"));
 }

@@ -160,7 +160,7 @@ fn assert_capabilities(recording: &Recording, effective: u64) {
 #[test]
 fn after_attaching_the_tracer_keeps_no_capability() {
     let _kernel = kernel_test();
-    let recording = Recording::start(&[]);
+    let recording = Recording::start(&["--python-inspect", "off"]);
     assert!(
         recording.stderr().contains("all capabilities dropped"),
         "{}",
@@ -180,10 +180,29 @@ fn after_attaching_the_tracer_keeps_no_capability() {
     );
 }
 
+/// Reading Python interpreters (on by default) needs CAP_SYS_PTRACE and nothing else; the
+/// ready line says why it is kept.
+#[test]
+fn reading_python_interpreters_keeps_only_ptrace_and_says_why() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&[]);
+    assert!(
+        recording.stderr().contains(
+            "capabilities dropped except CAP_SYS_PTRACE (CAP_SYS_PTRACE to read Python \
+             interpreters; --python-inspect off drops it)"
+        ),
+        "{}",
+        recording.stderr()
+    );
+    assert_capabilities(&recording, 1 << 19);
+    recording.stop();
+}
+
 #[test]
 fn reading_allowlisted_environments_keeps_only_ptrace() {
     let _kernel = kernel_test();
-    let recording = Recording::start(&["--capture-env", "AIRFLOW_CTX_*"]);
+    let recording =
+        Recording::start(&["--capture-env", "AIRFLOW_CTX_*", "--python-inspect", "off"]);
     assert!(
         recording
             .stderr()

@@ -8,11 +8,13 @@ use std::collections::HashSet;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::event::{
-    Death, Event, Exit, Finding, FindingKind, Killer, ProcessKey, ProcessSketch, Reparent,
-    ReparentSource, SpawnHow,
+    Death, Event, Exit, Finding, FindingKind, Killer, ProcessKey, ProcessSketch, ReadOutcome,
+    Reparent, ReparentSource, SpawnHow,
 };
 use crate::model::{Model, Origin, Process, ProcessIndex, SignalInfo, TitleSource};
-use crate::roles::{Classification, Evidence, Identity, Rules, Subject, expand_celery_node};
+use crate::roles::{
+    Classification, Evidence, Identity, RoleMatch, Rules, Subject, expand_celery_node,
+};
 use crate::words::{duration, exit_description, signal_name};
 
 /// A daemonic spawn is reported once the child shows how it was started: when it execs or
@@ -36,11 +38,40 @@ const SIGXCPU: i32 = 24;
 /// `si_code` of signals the kernel generates itself.
 const SI_KERNEL: i32 = 0x80;
 
+/// Reads asked for and not yet taken by the live tracer, at most.
+const MAX_WANTED: usize = 4096;
+
+/// How long a Python parent's spawn waits for the read of its interpreter (event time):
+/// a read takes well under a millisecond, queued behind others a few.
+pub const READ_WAIT_NS: u64 = 500_000_000;
+
 #[derive(Clone)]
 struct PendingSpawn {
     child: ProcessKey,
     parent: ProcessKey,
     ts: u64,
+    /// The child showed how it started (exec, exit) while its parent's read was awaited.
+    shown: Option<(SpawnHow, Option<String>, u64)>,
+    /// What a finding would say of the child, taken as it exited while the read was awaited.
+    draft: Option<Box<Finding>>,
+}
+
+/// Whether a process may be running CPython, from what the kernel showed of it: the reader
+/// checks for itself, this only keeps it from being asked about every `sh`.
+pub fn may_be_python(process: &Process) -> bool {
+    let named_python = |path: &str| {
+        path.rsplit('/')
+            .next()
+            .is_some_and(|name| name.starts_with("python"))
+    };
+    process.filename.as_deref().is_some_and(named_python)
+        || process.cmdline.first().is_some_and(|arg| named_python(arg))
+        || process.comm.starts_with("python")
+        || process.class.role.as_ref().is_some_and(|r| {
+            ["celery.", "airflow.", "python."]
+                .iter()
+                .any(|family| r.id.starts_with(family))
+        })
 }
 
 #[derive(Clone)]
@@ -58,6 +89,15 @@ pub struct Analyzer {
     signalled: FxHashMap<ProcessKey, (u64, Identity)>,
     /// The traced host's name, which Celery's `%h` in node names stands for.
     host: String,
+    /// The capture reads interpreters (`--python-inspect`): a Python parent's spawns wait for
+    /// the read.
+    inspecting: bool,
+    /// Processes whose read is awaited, and until when.
+    awaiting: FxHashMap<ProcessKey, u64>,
+    /// Processes asked about, and their exec count then: one read per program.
+    asked: FxHashMap<ProcessKey, u32>,
+    /// Reads the live tracer should make, oldest first.
+    wanted: Vec<ProcessKey>,
 }
 
 /// Past this many signalled processes, those whose signals are older than an escalation are
@@ -84,6 +124,7 @@ fn sketch(process: &Process) -> ProcessSketch {
         role_label: process.class.role.as_ref().map(|r| r.label.clone()),
         daemonic: process.class.is_daemonic(),
         exited: !process.is_alive(),
+        started_by: process.class.started_by,
     }
 }
 
@@ -210,6 +251,7 @@ fn the_kernel() -> ProcessSketch {
         role_label: None,
         daemonic: false,
         exited: false,
+        started_by: None,
     }
 }
 
@@ -248,6 +290,7 @@ fn killer(model: &Model, victim: &Process, exit: &Exit) -> Option<Killer> {
         role_label: None,
         daemonic: false,
         exited: false,
+        started_by: None,
     });
     let victim_role = role_id(Some(victim));
     let sender_role = role_id(sender);
@@ -370,6 +413,10 @@ impl Analyzer {
             gaps: Vec::new(),
             signalled: FxHashMap::default(),
             host: String::new(),
+            inspecting: false,
+            awaiting: FxHashMap::default(),
+            asked: FxHashMap::default(),
+            wanted: Vec::new(),
         }
     }
 
@@ -553,14 +600,96 @@ impl Analyzer {
                 }
             }
         }
+        let (daemonic, conflict) = Self::with_interpreter(process, role.as_ref(), daemonic);
+        let started_by = Self::started_by(model, index);
         model.set_class(
             index,
             Classification {
                 role,
                 identity,
                 daemonic,
+                conflict,
+                started_by,
             },
         );
+    }
+
+    /// The verdict once the interpreter was read: what it says wins over the title rules,
+    /// and where they disagree, the disagreement is kept.
+    fn with_interpreter(
+        process: &Process,
+        role: Option<&RoleMatch>,
+        by_rules: Vec<Evidence>,
+    ) -> (Vec<Evidence>, Option<String>) {
+        let Some(read) = &process.interpreter else {
+            return (by_rules, None);
+        };
+        let python = read.python.as_deref().unwrap_or("3");
+        let rules_said = || match Classification::explain(&by_rules) {
+            Some(why) => format!("the title rules say daemonic ({why})"),
+            None => String::new(),
+        };
+        match &read.outcome {
+            ReadOutcome::Process(current) if current.daemon => {
+                let evidence = Evidence {
+                    pid: process.key.pid,
+                    start_time: process.key.start_time,
+                    title: process.title(),
+                    reason: format!(
+                        "daemonic: `{}` ({}) has daemon=True, read from the interpreter (Python {python})",
+                        current.name, current.class
+                    ),
+                };
+                let conflict = role.filter(|_| by_rules.is_empty()).map(|role| {
+                    format!(
+                        "the title rules make it {} (rule {}), not daemonic; the interpreter has daemon=True",
+                        role.label, role.id
+                    )
+                });
+                (vec![evidence], conflict)
+            }
+            ReadOutcome::Process(current) => {
+                let conflict = (!by_rules.is_empty()).then(|| {
+                    format!(
+                        "{}, but the interpreter has daemon=False for `{}` ({})",
+                        rules_said(),
+                        current.name,
+                        current.class
+                    )
+                });
+                (Vec::new(), conflict)
+            }
+            ReadOutcome::NoMultiprocessing => {
+                let conflict = (!by_rules.is_empty()).then(|| {
+                    format!(
+                        "{}, but multiprocessing is not imported in its interpreter",
+                        rules_said()
+                    )
+                });
+                (Vec::new(), conflict)
+            }
+            ReadOutcome::NotPython | ReadOutcome::Unknown { .. } => (by_rules, None),
+        }
+    }
+
+    /// multiprocessing's `_parent_pid`, where it names another process than the kernel's
+    /// parent and is not merely inherited: an `os.fork()` child keeps its parent's process
+    /// object, `_parent_pid` and all, so the parent must have been read as another process.
+    fn started_by(model: &Model, index: ProcessIndex) -> Option<u32> {
+        let process = model.get(index);
+        let ReadOutcome::Process(current) = &process.interpreter.as_ref()?.outcome else {
+            return None;
+        };
+        let logical = current.parent_pid?;
+        if logical == process.original_ppid {
+            return None;
+        }
+        let creator = model.get(model.creator(index)?);
+        match &creator.interpreter.as_ref()?.outcome {
+            ReadOutcome::Process(theirs) if theirs.name != current.name => Some(logical),
+            ReadOutcome::NoMultiprocessing => Some(logical),
+            _ => None,
+        }
     }
 
     /// Classifies a process and the live processes that started from it: a snapshot lists
@@ -592,31 +721,43 @@ impl Analyzer {
         program: Option<String>,
         ts: u64,
     ) -> Option<Event> {
-        let index = model.find(pending.child)?;
-        let child = model.get(index);
-        let parent_index = find_any(model, pending.parent)?;
-        let parent = model.get(parent_index);
-        let summary = format!(
+        let parent = model.get(find_any(model, pending.parent)?);
+        // A Python parent's spawn waited for its read, which may have found it not daemonic.
+        if !parent.class.is_daemonic() {
+            return None;
+        }
+        let mut finding = match find_any(model, pending.child) {
+            Some(index) => {
+                finding_about(model, index, FindingKind::DaemonicSpawn, ts, String::new())
+            }
+            // Gone while its parent's read was awaited: as it was when it exited.
+            None => *pending.draft.clone()?,
+        };
+        finding.summary = format!(
             "daemonic {} started {} `{}`{} by {}",
             describe(&sketch(parent)),
-            child.key.pid,
-            child.title(),
-            child
-                .class
-                .role
+            finding.process.pid,
+            finding.process.title,
+            finding
+                .process
+                .role_label
                 .as_ref()
-                .map(|r| format!(" ({})", r.label))
+                .map(|label| format!(" ({label})"))
                 .unwrap_or_default(),
             how.describe(program.as_deref()),
         );
-        Some(Event::Finding(Box::new(Finding {
-            parent_pid: Some(parent.key.pid),
-            how: Some(how),
-            program,
-            // Why the parent is daemonic: that is what makes this spawn a finding.
-            evidence: parent.class.daemonic.clone(),
-            ..finding_about(model, index, FindingKind::DaemonicSpawn, ts, summary)
-        })))
+        if let Some(first) = finding.lineage.first_mut()
+            && first.pid == parent.key.pid
+        {
+            *first = sketch(parent);
+        }
+        finding.ts = ts;
+        finding.parent_pid = Some(parent.key.pid);
+        finding.how = Some(how);
+        finding.program = program;
+        // Why the parent is daemonic: that is what makes this spawn a finding.
+        finding.evidence = parent.class.daemonic.clone();
+        Some(Event::Finding(Box::new(finding)))
     }
 
     /// Reports the pending spawn of `child`, if there is one.
@@ -629,28 +770,113 @@ impl Analyzer {
         ts: u64,
         out: &mut Vec<Event>,
     ) {
-        if let Some(position) = self.pending.iter().position(|p| p.child == child) {
-            let pending = self.pending.swap_remove(position);
-            out.extend(self.spawn_finding(model, &pending, how, program, ts));
+        let Some(position) = self.pending.iter().position(|p| p.child == child) else {
+            return;
+        };
+        if self.awaiting.contains_key(&self.pending[position].parent) {
+            // Judged once the parent's interpreter has been read.
+            let draft = model.find(child).map(|index| {
+                Box::new(finding_about(
+                    model,
+                    index,
+                    FindingKind::DaemonicSpawn,
+                    ts,
+                    String::new(),
+                ))
+            });
+            let pending = &mut self.pending[position];
+            pending.shown.get_or_insert((how, program, ts));
+            if draft.is_some() {
+                pending.draft = draft;
+            }
+            return;
+        }
+        let pending = self.pending.swap_remove(position);
+        out.extend(self.spawn_finding(model, &pending, how, program, ts));
+    }
+
+    /// Asks for a read of `index`'s interpreter if it may be Python and was not asked about
+    /// since its last exec. Whether a read is awaited now.
+    fn ask(&mut self, model: &Model, index: ProcessIndex, ts: u64, wait: bool) -> bool {
+        let process = model.get(index);
+        if !self.inspecting || process.interpreter.is_some() {
+            return false;
+        }
+        if self.awaiting.contains_key(&process.key) {
+            return true;
+        }
+        if self.asked.get(&process.key) == Some(&process.execs) || !may_be_python(process) {
+            return false;
+        }
+        self.asked.insert(process.key, process.execs);
+        // Replay has its reads in the trace and never takes these: a bound, not a queue.
+        if self.wanted.len() < MAX_WANTED {
+            self.wanted.push(process.key);
+        }
+        if wait {
+            self.awaiting.insert(process.key, ts + READ_WAIT_NS);
+        }
+        wait
+    }
+
+    /// The reads the live tracer should make, oldest first. Replay has them in the trace.
+    pub fn take_wanted(&mut self) -> Vec<ProcessKey> {
+        std::mem::take(&mut self.wanted)
+    }
+
+    pub fn set_inspecting(&mut self, inspecting: bool) {
+        self.inspecting = inspecting;
+    }
+
+    /// The parent's read came (or will not): its spawns that showed how they started are
+    /// judged now; the others wait as any spawn does, or go, if it is not daemonic.
+    fn resolve(&mut self, model: &Model, parent: ProcessKey, out: &mut Vec<Event>) {
+        let daemonic = find_any(model, parent).is_some_and(|p| model.get(p).class.is_daemonic());
+        let (mine, others): (Vec<PendingSpawn>, Vec<PendingSpawn>) =
+            std::mem::take(&mut self.pending)
+                .into_iter()
+                .partition(|p| p.parent == parent && (!daemonic || p.shown.is_some()));
+        self.pending = others;
+        for mut pending in mine {
+            if let Some((how, program, ts)) = pending.shown.take() {
+                out.extend(self.spawn_finding(model, &pending, how, program, ts));
+            }
+        }
+    }
+
+    /// Reads awaited past their time are given up on.
+    fn expire(&mut self, model: &Model, now: u64, out: &mut Vec<Event>) {
+        if self.awaiting.values().all(|&until| until > now) {
+            return;
+        }
+        let mut expired: Vec<ProcessKey> = self
+            .awaiting
+            .iter()
+            .filter(|&(_, &until)| until <= now)
+            .map(|(&key, _)| key)
+            .collect();
+        expired.sort_unstable();
+        for key in expired {
+            self.awaiting.remove(&key);
+            self.resolve(model, key, out);
         }
     }
 
     /// Reports spawns that went `SPAWN_SETTLE_NS` without exec by `now`.
     fn settle_due(&mut self, model: &Model, now: u64, out: &mut Vec<Event>) {
-        if self
-            .pending
-            .iter()
-            .all(|p| now.saturating_sub(p.ts) < SPAWN_SETTLE_NS)
-        {
+        self.expire(model, now, out);
+        let due = |p: &PendingSpawn| {
+            now.saturating_sub(p.ts) >= SPAWN_SETTLE_NS && !self.awaiting.contains_key(&p.parent)
+        };
+        if !self.pending.iter().any(due) {
             return;
         }
         let (due, waiting): (Vec<PendingSpawn>, Vec<PendingSpawn>) =
-            std::mem::take(&mut self.pending)
-                .into_iter()
-                .partition(|p| now.saturating_sub(p.ts) >= SPAWN_SETTLE_NS);
+            std::mem::take(&mut self.pending).into_iter().partition(due);
         self.pending = waiting;
-        for pending in due {
-            out.extend(self.spawn_finding(model, &pending, SpawnHow::Fork, None, now));
+        for mut pending in due {
+            let (how, program, ts) = pending.shown.take().unwrap_or((SpawnHow::Fork, None, now));
+            out.extend(self.spawn_finding(model, &pending, how, program, ts));
         }
     }
 
@@ -664,6 +890,7 @@ impl Analyzer {
             start_time: exit.start_time,
         };
         self.settle(model, key, SpawnHow::Fork, None, exit.ts, out);
+        self.asked.remove(&key);
         let Some(index) = model.find(key) else {
             return;
         };
@@ -714,14 +941,17 @@ impl Analyzer {
             Event::ProcessStart(start) => {
                 if let Some(index) = model.find(key) {
                     self.classify(model, index);
-                    if let Some(creator) = model.creator(index)
-                        && model.get(creator).class.is_daemonic()
-                    {
-                        self.pending.push(PendingSpawn {
-                            child: key,
-                            parent: model.get(creator).key,
-                            ts: start.ts,
-                        });
+                    if let Some(creator) = model.creator(index) {
+                        let awaited = self.ask(model, creator, start.ts, true);
+                        if awaited || model.get(creator).class.is_daemonic() {
+                            self.pending.push(PendingSpawn {
+                                child: key,
+                                parent: model.get(creator).key,
+                                ts: start.ts,
+                                shown: None,
+                                draft: None,
+                            });
+                        }
                     }
                 }
             }
@@ -748,6 +978,15 @@ impl Analyzer {
                 }
             }
             Event::Signal(signal) => self.note_signal(model, key, signal.ts),
+            Event::Interpreter(read) => {
+                // As the live tracer saw it: reads given up on before this one came are gone.
+                self.expire(model, read.ts, out);
+                self.awaiting.remove(&key);
+                if let Some(index) = model.find(key) {
+                    self.classify_tree(model, index);
+                }
+                self.resolve(model, key, out);
+            }
             Event::Reparent(reparent) if reparent.source == ReparentSource::Exit => {
                 self.on_orphaned(model, reparent, out);
             }
@@ -764,6 +1003,8 @@ impl Analyzer {
         let Some(index) = model.find(key) else {
             return;
         };
+        // Its own interpreter says what it is, and who asked for it.
+        self.ask(model, index, reparent.ts, false);
         let orphan = model.get(index);
         let Some(orphaning) = &orphan.orphaned else {
             return;
@@ -784,6 +1025,7 @@ impl Analyzer {
             role_label: None,
             daemonic: false,
             exited: true,
+            started_by: None,
         });
         let parent_death = dead.and_then(|d| {
             let info = d.exit.as_ref()?;
@@ -843,8 +1085,14 @@ impl Analyzer {
     }
 
     pub fn finish(&mut self, model: &Model, out: &mut Vec<Event>) {
-        for pending in std::mem::take(&mut self.pending) {
-            out.extend(self.spawn_finding(model, &pending, SpawnHow::Fork, None, model.now()));
+        self.awaiting.clear();
+        for mut pending in std::mem::take(&mut self.pending) {
+            let (how, program, ts) =
+                pending
+                    .shown
+                    .take()
+                    .unwrap_or((SpawnHow::Fork, None, model.now()));
+            out.extend(self.spawn_finding(model, &pending, how, program, ts));
         }
     }
 }
@@ -1834,5 +2082,184 @@ mod tests {
             main.class.identity.get("celery_node").map(String::as_str),
             Some("repro@vm")
         );
+    }
+
+    impl Host {
+        /// Captures as with `--python-inspect on`.
+        fn inspecting() -> Host {
+            let mut host = Host::new();
+            host.pipeline.analyzer.set_inspecting(true);
+            host
+        }
+
+        fn read(&mut self, pid: u32, daemon: bool, name: &str, class: &str, parent: Option<u32>) {
+            let ts = self.tick(1);
+            let process = self.key(pid);
+            self.apply(fixtures::interpreter(
+                ts, process, daemon, name, class, parent,
+            ));
+        }
+    }
+
+    /// A plain script 50 (no title any rule knows) whose `Process(daemon=True)` 51 starts a
+    /// forked child and a subprocess, each of them before the read of 51 came back.
+    #[test]
+    fn a_read_daemon_flag_makes_a_plain_scripts_spawns_findings() {
+        let mut host = Host::inspecting();
+        host.snapshot(50, 1, "python3 job.py");
+        host.fork(51, 50);
+        assert_eq!(host.pipeline.analyzer.take_wanted(), [host.key(50)]);
+        host.read(
+            50,
+            false,
+            "MainProcess",
+            "multiprocessing.process._MainProcess",
+            None,
+        );
+        host.fork(52, 51);
+        host.fork(53, 51);
+        host.exec(53, &["sleep", "30"]);
+        host.exit(52, Some(0), None);
+        assert_eq!(host.pipeline.analyzer.take_wanted(), [host.key(51)]);
+        assert!(
+            host.findings(FindingKind::DaemonicSpawn).is_empty(),
+            "not before the read"
+        );
+        host.read(
+            51,
+            true,
+            "Process-1",
+            "multiprocessing.context.Process",
+            Some(50),
+        );
+        let spawns = host.findings(FindingKind::DaemonicSpawn);
+        assert_eq!(spawns.len(), 2, "{spawns:?}");
+        let mut hows: Vec<Option<SpawnHow>> = spawns.iter().map(|s| s.how).collect();
+        hows.sort_by_key(|h| format!("{h:?}"));
+        assert_eq!(hows, [Some(SpawnHow::Exec), Some(SpawnHow::Fork)]);
+        assert_eq!(
+            spawns[0].evidence[0].reason,
+            "daemonic: `Process-1` (multiprocessing.context.Process) has daemon=True, read from \
+             the interpreter (Python 3.11)"
+        );
+        assert!(host.class(51).is_daemonic());
+        assert!(!host.class(50).is_daemonic(), "MainProcess");
+        assert_eq!(
+            host.class(51).started_by,
+            None,
+            "its parent in the kernel too"
+        );
+        // The parent's forks that came after the read are judged as any daemonic spawn.
+        host.fork(54, 51);
+        host.exec(54, &["true"]);
+        assert_eq!(host.findings(FindingKind::DaemonicSpawn).len(), 3);
+    }
+
+    #[test]
+    fn a_read_of_daemon_false_overrides_the_title_rules_and_says_they_disagree() {
+        let mut host = celery_pool_worker();
+        host.pipeline.analyzer.set_inspecting(true);
+        host.fork(102, 101);
+        host.exec(102, &["sleep", "1"]);
+        host.read(101, false, "Worker-7", "__main__.Odd", Some(100));
+        assert!(host.findings(FindingKind::DaemonicSpawn).is_empty());
+        let class = host.class(101);
+        assert!(!class.is_daemonic());
+        assert_eq!(
+            class.conflict.as_deref(),
+            Some(
+                "the title rules say daemonic (daemonic: Celery prefork pool worker (rule \
+                 celery.pool_worker)), but the interpreter has daemon=False for `Worker-7` \
+                 (__main__.Odd)"
+            )
+        );
+    }
+
+    #[test]
+    fn a_read_that_never_comes_leaves_the_verdict_to_the_title_rules() {
+        let mut host = celery_pool_worker();
+        host.pipeline.analyzer.set_inspecting(true);
+        host.fork(102, 101);
+        host.exec(102, &["sleep", "1"]);
+        assert!(
+            host.findings(FindingKind::DaemonicSpawn).is_empty(),
+            "waiting"
+        );
+        host.tick(READ_WAIT_NS / MS);
+        host.fork(103, 100);
+        let spawns = host.findings(FindingKind::DaemonicSpawn);
+        assert_eq!(spawns.len(), 1);
+        assert_eq!(spawns[0].how, Some(SpawnHow::Exec));
+        assert!(
+            spawns[0].evidence[0]
+                .reason
+                .contains("rule celery.pool_worker")
+        );
+    }
+
+    #[test]
+    fn without_inspection_nothing_is_asked_or_awaited() {
+        let mut host = celery_pool_worker();
+        host.fork(102, 101);
+        host.exec(102, &["sleep", "1"]);
+        assert_eq!(host.findings(FindingKind::DaemonicSpawn).len(), 1);
+        assert!(host.pipeline.analyzer.take_wanted().is_empty());
+    }
+
+    /// Under the forkserver start method the kernel parent is the forkserver; the process
+    /// that asked for the child is in its interpreter.
+    #[test]
+    fn a_forkserver_child_names_the_process_that_started_it() {
+        let mut host = Host::inspecting();
+        host.snapshot(60, 1, "python3 job.py");
+        host.fork(61, 60);
+        host.exec(
+            61,
+            &[
+                "python3",
+                "-c",
+                "from multiprocessing.forkserver import main; main(8, 9, ['__main__'], **{})",
+            ],
+        );
+        host.read(
+            60,
+            false,
+            "MainProcess",
+            "multiprocessing.process._MainProcess",
+            None,
+        );
+        host.fork(62, 61);
+        host.read(
+            61,
+            false,
+            "MainProcess",
+            "multiprocessing.process._MainProcess",
+            None,
+        );
+        host.fork(63, 62);
+        host.read(
+            62,
+            true,
+            "Process-1",
+            "multiprocessing.context.ForkServerProcess",
+            Some(60),
+        );
+        assert_eq!(host.class(62).started_by, Some(60));
+        // A forked child is judged when it has gone a while without exec.
+        host.tick(SPAWN_SETTLE_NS / MS);
+        host.fork(70, 1);
+        let spawns = host.findings(FindingKind::DaemonicSpawn);
+        assert_eq!(spawns.len(), 1, "{spawns:?}");
+        assert_eq!(spawns[0].lineage[0].started_by, Some(60));
+        // An os.fork() child of it keeps its process object: no claim about who started it.
+        host.fork(64, 63);
+        host.read(
+            63,
+            true,
+            "Process-1",
+            "multiprocessing.context.ForkServerProcess",
+            Some(60),
+        );
+        assert_eq!(host.class(63).started_by, None);
     }
 }

@@ -24,6 +24,8 @@ pub enum Event {
     Signal(Signal),
     Reparent(Reparent),
     Lost(Lost),
+    /// What the live tracer read from a Python process's interpreter.
+    Interpreter(InterpreterRead),
     /// Boxed: findings are rare and large, events are many.
     Finding(Box<Finding>),
 }
@@ -142,6 +144,111 @@ impl Exit {
             comm: comm.to_owned(),
             inferred: true,
             ..Exit::default()
+        }
+    }
+}
+
+/// What the live tracer read from a Python process's interpreter (`--python-inspect`): the
+/// facts multiprocessing and billiard keep about the process, daemonic flag included.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct InterpreterRead {
+    pub ts: u64,
+    pub pid: u32,
+    pub start_time: u64,
+    /// `3.11`, when the interpreter was recognised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<String>,
+    #[serde(flatten)]
+    pub outcome: ReadOutcome,
+}
+
+/// What a read of an interpreter came to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ReadOutcome {
+    /// multiprocessing's current process (billiard writes its own there too).
+    Process(CurrentProcess),
+    /// `multiprocessing` is not imported: nothing made this process a multiprocessing or
+    /// billiard child, so it is not daemonic.
+    NoMultiprocessing,
+    /// Not a CPython interpreter the reader knows (another program, or a Python outside
+    /// 3.8 to 3.14).
+    NotPython,
+    /// The read failed or met something inconsistent; the title rules decide.
+    Unknown { reason: String },
+}
+
+/// `multiprocessing.process._current_process`, as read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CurrentProcess {
+    /// `_config['daemon']`; a missing entry is `False`, as `BaseProcess.daemon` reads it.
+    pub daemon: bool,
+    /// `_name`: `MainProcess`, `Process-1`, `ForkPoolWorker-3`.
+    pub name: String,
+    /// The class, with its module: `billiard.context.ForkProcess`.
+    pub class: String,
+    /// `_parent_pid`: the process that started it, which under the forkserver start method
+    /// is not its parent in the kernel. None for the main process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_pid: Option<u32>,
+}
+
+impl CurrentProcess {
+    pub fn new(
+        daemon: bool,
+        name: String,
+        class: String,
+        parent_pid: Option<u32>,
+    ) -> CurrentProcess {
+        CurrentProcess {
+            daemon,
+            name,
+            class,
+            parent_pid,
+        }
+    }
+}
+
+impl InterpreterRead {
+    /// `Python 3.11: Process-1 (billiard.context.ForkProcess), daemon=True, started by 4242`
+    pub fn describe(&self) -> String {
+        let python = self.python.as_deref().unwrap_or("?");
+        match &self.outcome {
+            ReadOutcome::Process(process) => {
+                let mut text = format!(
+                    "Python {python}: `{}` ({}), daemon={}",
+                    process.name,
+                    process.class,
+                    if process.daemon { "True" } else { "False" }
+                );
+                if let Some(parent) = process.parent_pid {
+                    text.push_str(&format!(", started by {parent}"));
+                }
+                text
+            }
+            ReadOutcome::NoMultiprocessing => {
+                format!("Python {python}: multiprocessing not imported")
+            }
+            ReadOutcome::NotPython => "not a Python the tracer can read".to_owned(),
+            ReadOutcome::Unknown { reason } => format!("Python {python}: unreadable ({reason})"),
+        }
+    }
+
+    pub fn new(
+        ts: u64,
+        process: ProcessKey,
+        python: Option<String>,
+        outcome: ReadOutcome,
+    ) -> InterpreterRead {
+        InterpreterRead {
+            ts,
+            pid: process.pid,
+            start_time: process.start_time,
+            python,
+            outcome,
         }
     }
 }
@@ -378,6 +485,10 @@ pub struct ProcessSketch {
     pub daemonic: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     pub exited: bool,
+    /// Started at the request of this process, per its interpreter, which is not its parent
+    /// (the forkserver start method).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<u32>,
 }
 
 /// Who sent the signal that killed a process, and what that sender was doing.
@@ -509,6 +620,7 @@ impl Event {
             Event::Signal(e) => e.ts,
             Event::Reparent(e) => e.ts,
             Event::Lost(e) => e.ts,
+            Event::Interpreter(e) => e.ts,
             Event::Finding(e) => e.ts,
         }
     }
@@ -523,6 +635,7 @@ impl Event {
             Event::Signal(e) => (e.pid, e.start_time),
             Event::Reparent(e) => (e.pid, e.start_time),
             Event::Lost(e) => (e.pid, e.start_time),
+            Event::Interpreter(e) => (e.pid, e.start_time),
             Event::Finding(e) => (e.pid, e.start_time),
         };
         ProcessKey { pid, start_time }
@@ -553,6 +666,7 @@ impl Event {
             Event::Signal(_) => "signal",
             Event::Reparent(_) => "reparent",
             Event::Lost(_) => "lost",
+            Event::Interpreter(_) => "interpreter",
             Event::Finding(_) => "finding",
         }
     }

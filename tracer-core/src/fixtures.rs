@@ -1,8 +1,8 @@
 //! Event builders for unit tests: one place that knows every field of every event.
 
 use crate::event::{
-    Event, Exec, Exit, Lost, LostCounts, ProcessKey, ProcessStart, Rename, Signal, SignalResult,
-    Snapshot,
+    CurrentProcess, Event, Exec, Exit, InterpreterRead, Lost, LostCounts, ProcessKey, ProcessStart,
+    ReadOutcome, Rename, Signal, SignalResult, Snapshot,
 };
 use crate::trace::TraceHeader;
 
@@ -145,4 +145,26 @@ pub fn exit(
         memory_cgroup: None,
         inferred: false,
     })
+}
+
+/// A read of a Python 3.11 interpreter whose current process is `name` of `class`.
+pub fn interpreter(
+    ts: u64,
+    process: ProcessKey,
+    daemon: bool,
+    name: &str,
+    class: &str,
+    parent_pid: Option<u32>,
+) -> Event {
+    Event::Interpreter(InterpreterRead::new(
+        ts,
+        process,
+        Some("3.11".into()),
+        ReadOutcome::Process(CurrentProcess::new(
+            daemon,
+            name.into(),
+            class.into(),
+            parent_pid,
+        )),
+    ))
 }

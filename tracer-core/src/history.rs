@@ -259,6 +259,10 @@ impl Sink for History {
                 self.mark(slot, finding.ts, "finding", finding.summary.clone());
                 self.findings.push(finding);
             }
+            Event::Interpreter(read) => {
+                let slot = self.touch(key, model);
+                self.mark(slot, read.ts, "interpreter", read.describe());
+            }
             Event::Lost(_) => {}
         }
         Ok(())

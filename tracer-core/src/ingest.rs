@@ -156,6 +156,7 @@ impl<S: Sink> Pipeline<S> {
     /// The trace's header, before any event: the analysis learns the host, the sink the rest.
     pub fn header(&mut self, header: &TraceHeader) -> Result<()> {
         self.analyzer.set_host(&header.host);
+        self.analyzer.set_inspecting(header.python_inspect);
         self.sink.header(header)
     }
 

@@ -34,6 +34,7 @@ pub mod history;
 pub mod ingest;
 pub mod model;
 pub mod privacy;
+pub mod python;
 pub mod replay;
 pub mod report;
 pub mod roles;

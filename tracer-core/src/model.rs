@@ -13,8 +13,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{
-    Environment, Event, Exec, Exit, LostCounts, MemoryCgroup, ProcessKey, ProcessStart, Rename,
-    Reparent, ReparentSource, Signal, SignalResult, Snapshot,
+    Environment, Event, Exec, Exit, InterpreterRead, LostCounts, MemoryCgroup, ProcessKey,
+    ProcessStart, Rename, Reparent, ReparentSource, Signal, SignalResult, Snapshot,
 };
 use crate::roles::Classification;
 
@@ -150,6 +150,9 @@ pub struct Process {
     pub orphaned: Option<Orphaning>,
     /// The latest terminating signals generated for it, oldest first.
     pub signals: Vec<SignalInfo>,
+    /// What the tracer read from its interpreter since its last exec, if it is Python.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<InterpreterRead>,
     /// Role, identity and daemonic verdict, kept up to date by the analysis.
     pub class: Classification,
     #[serde(skip)]
@@ -647,6 +650,7 @@ impl Model {
             exit: None,
             orphaned: None,
             signals: Vec::new(),
+            interpreter: None,
             class: Classification::default(),
             links: Links {
                 lineage_parent,
@@ -673,6 +677,7 @@ impl Model {
             Event::Signal(e) => self.on_signal(e),
             Event::Reparent(e) => self.on_reparent(e),
             Event::Lost(e) => self.stats.lost.add(&e.by_kind),
+            Event::Interpreter(e) => self.on_interpreter(e),
             // The analysis's output, derived again on replay.
             Event::Finding(_) => {}
         }
@@ -687,7 +692,7 @@ impl Model {
             Event::Exec(e) => e.ppid,
             Event::Exit(e) => e.ppid,
             Event::Reparent(e) => e.new_ppid,
-            Event::Rename(_) | Event::Signal(_) => return pid != 0,
+            Event::Rename(_) | Event::Signal(_) | Event::Interpreter(_) => return pid != 0,
         };
         pid != 0 && ppid != pid
     }
@@ -727,6 +732,7 @@ impl Model {
             exit: None,
             orphaned: None,
             signals: Vec::new(),
+            interpreter: None,
             class: Classification::default(),
             links: Links {
                 start_in_ticks: true,
@@ -799,6 +805,7 @@ impl Model {
             exit: None,
             orphaned: None,
             signals: Vec::new(),
+            interpreter: None,
             class: Classification::default(),
             links: Links {
                 lineage_parent: parent,
@@ -880,6 +887,18 @@ impl Model {
         process.sid = e.sid;
         process.kernel_thread = false;
         process.execs += 1;
+        // A new program: what its interpreter said is void.
+        process.interpreter = None;
+    }
+
+    fn on_interpreter(&mut self, e: &InterpreterRead) {
+        let key = ProcessKey {
+            pid: e.pid,
+            start_time: e.start_time,
+        };
+        if let Some(index) = self.find(key) {
+            self.get_mut(index).interpreter = Some(e.clone());
+        }
     }
 
     fn on_rename(&mut self, e: &Rename) {

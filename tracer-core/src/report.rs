@@ -77,6 +77,12 @@ pub struct Actor {
     pub title: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// Started at the request of this process, per its interpreter (the forkserver).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<u32>,
+    /// What its daemonic verdict rests on: the interpreter's daemon flag or a title rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daemonic_because: Option<String>,
     /// Its own death, if a signal killed it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub killed: Option<Finding>,
@@ -153,6 +159,7 @@ fn actor<'a>(
                 .unwrap_or(&process.title)
                 .to_owned(),
             role: process.role_label.clone(),
+            started_by: process.started_by,
             ..Actor::default()
         })
 }
@@ -191,6 +198,16 @@ pub fn group(findings: &[Finding]) -> (Vec<Group>, Totals) {
                 )
                 .spawns
                 .push(finding.clone());
+                let spawner = actor(
+                    &mut groups,
+                    Subject::of(&finding.identity),
+                    &finding.identity,
+                    parent,
+                );
+                if spawner.daemonic_because.is_none() {
+                    spawner.daemonic_because =
+                        finding.evidence.last().map(|root| root.reason.clone());
+                }
             }
             FindingKind::Orphaned => {
                 totals.orphans += 1;
@@ -318,6 +335,12 @@ pub fn text(report: &Report) -> String {
         for actor in &group.actors {
             let role = actor.role.as_deref().unwrap_or("process");
             let _ = writeln!(out, "  {role} {} `{}`", actor.pid, sanitize(&actor.title));
+            if let Some(by) = actor.started_by {
+                let _ = writeln!(
+                    out,
+                    "    started at the request of {by} (its interpreter's _parent_pid, not its parent)"
+                );
+            }
             if let Some(killed) = &actor.killed
                 && let Some(death) = &killed.death
             {
@@ -338,6 +361,14 @@ pub fn text(report: &Report) -> String {
                          TASK[ID]` at that time; contrib/celery_task_titles.py names it here)"
                     );
                 }
+            }
+            // What the spawns' verdict rests on: the interpreter's flag, or a title rule.
+            if let Some(because) = actor
+                .daemonic_because
+                .as_ref()
+                .filter(|_| !actor.spawns.is_empty())
+            {
+                let _ = writeln!(out, "    {}", sanitize(because));
             }
             // Spawns in the order they happened, a heading each time the running task changes.
             let mut spawns = actor.spawns.iter().peekable();

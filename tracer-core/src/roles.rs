@@ -115,6 +115,13 @@ pub struct Classification {
     /// Non-empty when the process is daemonic: the evidence chain, nearest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub daemonic: Vec<Evidence>,
+    /// Where the interpreter and the title rules disagree: the interpreter's word stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<String>,
+    /// The process that asked for it to be started, as its interpreter says, where that is
+    /// not its parent in the kernel (multiprocessing's forkserver start method).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<u32>,
 }
 
 impl Classification {
@@ -125,7 +132,12 @@ impl Classification {
     /// The verdict for a human: `forked without exec from 4121 `[celeryd: ...]` (daemonic:
     /// Celery prefork pool worker ...)`; for a root, its rule alone.
     pub fn explain_daemonic(&self) -> Option<String> {
-        let (root, steps) = self.daemonic.split_last()?;
+        Self::explain(&self.daemonic)
+    }
+
+    /// An evidence chain for a human, as [`Classification::explain_daemonic`] gives it.
+    pub fn explain(daemonic: &[Evidence]) -> Option<String> {
+        let (root, steps) = daemonic.split_last()?;
         if steps.is_empty() {
             return Some(root.reason.clone());
         }

@@ -42,6 +42,10 @@ pub struct TraceHeader {
     /// This file's place in a series of rotated files (the agent's `--trace-dir`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<Segment>,
+    /// The tracer read Python interpreters (`--python-inspect on`): the analysis waits a
+    /// moment for a read before it judges a Python parent's spawn, on replay too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub python_inspect: bool,
 }
 
 /// Rotated files of one capture: `series` is the `ts` of its first file's header, `index`
@@ -74,6 +78,7 @@ impl TraceHeader {
             clock_tick_ns,
             rules: None,
             segment: None,
+            python_inspect: false,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The process lineage tracer's kernel side: everything that touches the running system.
 //! The eBPF probes' loader ([`probes`]), the kernel layout they are handed ([`btf`],
 //! [`layout`]), the decoding of their records into [`tracer_core`] events ([`decode`]),
-//! `/proc` ([`procfs`]), privileges, `tracer doctor`'s checks, and live capture ([`live`]),
+//! `/proc` ([`procfs`]), Python interpreters ([`python`]), privileges, `tracer doctor`'s checks, and live capture ([`live`]),
 //! which drives the very pipeline replay drives.
 //!
 //! The only crate of the tracer with aya, `/proc`, capabilities and `unsafe`; each `unsafe`
@@ -19,6 +19,7 @@ pub mod preflight;
 pub mod privileges;
 mod probes;
 pub mod procfs;
+pub mod python;
 mod window;
 
 pub use layout::ExitProbe;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
-use tracer_core::event::{Event, Exit, Lost, LostCounts, ProcessKey, Reparent};
+use tracer_core::event::{Event, Exit, InterpreterRead, Lost, LostCounts, ProcessKey, Reparent};
 use tracer_core::ingest::{Pipeline, Sink, Status, order};
 use tracer_core::privacy::Privacy;
 use tracer_core::trace::TraceHeader;
@@ -22,6 +22,7 @@ use crate::latency::Latency;
 use crate::preflight::kernel_release;
 use crate::privileges::{self, Dropped};
 use crate::procfs::{self, ProcFs};
+use crate::python::{self, Inspector};
 use crate::window::BeforeAttach;
 use crate::{ProbeOptions, Probes};
 use caps::Capability;
@@ -69,6 +70,9 @@ pub struct LiveOptions {
     pub tick: Duration,
     /// Redaction and the environment allowlist, applied before events reach the pipeline.
     pub privacy: Privacy,
+    /// Read Python interpreters' daemonic flags (`--python-inspect`), at most this many
+    /// processes a second; none when off.
+    pub python_reads_per_second: Option<u32>,
 }
 
 impl Default for LiveOptions {
@@ -80,6 +84,7 @@ impl Default for LiveOptions {
             coalesce: Duration::from_millis(DEFAULT_BATCH_DELAY_MS),
             tick: Duration::from_millis(250),
             privacy: Privacy::default(),
+            python_reads_per_second: Some(python::DEFAULT_READS_PER_SECOND),
         }
     }
 }
@@ -128,6 +133,8 @@ struct Capture<'a, S> {
     latency: Latency,
     /// Timestamps of the batch being ingested: its latencies are known once it is through.
     batch_ts: Vec<u64>,
+    /// The interpreter reader's thread, with `--python-inspect on`.
+    inspector: Option<Inspector>,
 }
 
 impl<S: Sink> Capture<'_, S> {
@@ -233,7 +240,32 @@ impl<S: Sink> Capture<'_, S> {
                 }
             }
         }
+        self.ask_interpreters()
+    }
+
+    /// Hands the reads the analysis wants to the reader thread; a request it cannot queue is
+    /// answered at once.
+    fn ask_interpreters(&mut self) -> Result<()> {
+        let wanted = self.pipeline.analyzer.take_wanted();
+        let Some(inspector) = &self.inspector else {
+            return Ok(());
+        };
+        let refused: Vec<InterpreterRead> = wanted
+            .into_iter()
+            .filter_map(|key| inspector.request(key))
+            .collect();
+        for read in refused {
+            self.apply_read(read)?;
+        }
         Ok(())
+    }
+
+    /// A read from the reader thread, in the trace at the time it is applied: the events
+    /// before it were applied before it, on replay too.
+    fn apply_read(&mut self, mut read: InterpreterRead) -> Result<()> {
+        read.ts = read.ts.max(self.pipeline.model.now());
+        self.pipeline.apply(&Event::Interpreter(read))?;
+        self.ask_interpreters()
     }
 
     /// Reads the lost-record counters; a loss since the last check becomes a `lost` event,
@@ -387,6 +419,14 @@ impl Reader {
     }
 }
 
+/// The next read from the reader thread; never, without one.
+async fn next_read(inspector: &mut Option<Inspector>) -> Option<InterpreterRead> {
+    match inspector {
+        Some(inspector) => inspector.results.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Captures until `stop` completes (or the duration ends), feeding `pipeline`. `ready` runs
 /// once the probes are attached and the bootstrap is applied.
 pub async fn run<S: Sink>(
@@ -404,12 +444,25 @@ pub async fn run<S: Sink>(
     // Before any other thread exists: every thread then inherits the reduced set.
     let hidepid = std::fs::read_to_string("/proc/self/mountinfo")
         .is_ok_and(|mounts| privileges::proc_hides_pids(&mounts));
-    let keep = if options.privacy.captures_env() || hidepid {
+    let inspecting = options.python_reads_per_second.is_some();
+    let keep = if options.privacy.captures_env() || hidepid || inspecting {
         &[Capability::CAP_SYS_PTRACE][..]
     } else {
         &[]
     };
-    let privileges = privileges::drop_all_except(keep)?;
+    let mut privileges = privileges::drop_all_except(keep)?;
+    if inspecting && privileges.kept.iter().any(|c| c == "CAP_SYS_PTRACE") {
+        privileges
+            .because
+            .push("CAP_SYS_PTRACE to read Python interpreters; --python-inspect off drops it");
+    }
+    let inspector = match options.python_reads_per_second {
+        Some(per_second) => Some(
+            Inspector::start(procfs.clone(), per_second)
+                .context("cannot start the Python interpreter reader")?,
+        ),
+        None => None,
+    };
     let started = host::boottime_ns();
 
     // Keep draining the ring buffer while /proc is scanned: a big host takes a while.
@@ -460,6 +513,7 @@ pub async fn run<S: Sink>(
         rate_mark: (Instant::now(), 0),
         latency: Latency::default(),
         batch_ts: Vec::with_capacity(options.batch_max),
+        inspector,
     };
     let mut header = TraceHeader::new(
         host::hostname(),
@@ -470,6 +524,7 @@ pub async fn run<S: Sink>(
         tick_ns,
     );
     header.rules = capture.pipeline.analyzer.rules().user_text.clone();
+    header.python_inspect = inspecting;
     capture.pipeline.header(&header)?;
     before_attach.restore(&mut snapshot, &pending, started);
     let snapshot_len = snapshot.len();
@@ -532,6 +587,11 @@ pub async fn run<S: Sink>(
                     capture.flush()?;
                 }
                 read
+            }
+            Some(read) = next_read(&mut capture.inspector) => {
+                capture.apply_read(read)?;
+                capture.flush()?;
+                0
             }
             read = reader.next(&mut probes, &mut batch, options.batch_max) => {
                 let read = read?;

@@ -1,8 +1,9 @@
 //! Giving up root's powers once the probes are attached. The running tracer only reads the
 //! ring buffer and maps it already holds, `/proc` files any user may read, and writes a trace
 //! file it already opened; none of that needs a capability. So it keeps none, except
-//! `CAP_SYS_PTRACE` where it must read other users' `/proc/PID/environ` (`--capture-env`) or
-//! `/proc` hides other users' processes (`hidepid`).
+//! `CAP_SYS_PTRACE` where it must read other users' `/proc/PID/environ` (`--capture-env`),
+//! `/proc` hides other users' processes (`hidepid`), or it reads Python interpreters'
+//! memory (`--python-inspect on`, the default).
 //!
 //! Capabilities belong to a thread: this runs before the tracer starts any other thread, so
 //! every thread it ever has inherits the reduced set.
@@ -14,6 +15,8 @@ use caps::{CapSet, Capability, CapsHashSet};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Dropped {
     pub kept: Vec<String>,
+    /// Why, for those kept on purpose.
+    pub because: Vec<&'static str>,
 }
 
 impl std::fmt::Display for Dropped {
@@ -26,11 +29,11 @@ impl std::fmt::Display for Dropped {
                 "all capabilities dropped (maps memory-mapped, no bpf() calls)"
             )
         } else {
-            write!(
-                f,
-                "capabilities dropped except {} (maps memory-mapped, no bpf() calls)",
-                self.kept.join(", ")
-            )
+            write!(f, "capabilities dropped except {}", self.kept.join(", "))?;
+            for why in &self.because {
+                write!(f, " ({why})")?;
+            }
+            write!(f, " (maps memory-mapped, no bpf() calls)")
         }
     }
 }
@@ -78,7 +81,10 @@ pub fn drop_all_except(keep: &[Capability]) -> Result<Dropped> {
     caps::set(None, CapSet::Permitted, &kept).with_context(|| cannot("permitted set"))?;
     let mut names: Vec<String> = kept.iter().map(ToString::to_string).collect();
     names.sort();
-    Ok(Dropped { kept: names })
+    Ok(Dropped {
+        kept: names,
+        because: Vec::new(),
+    })
 }
 
 #[cfg(test)]

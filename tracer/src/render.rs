@@ -243,6 +243,11 @@ pub fn event_line(event: &Event, color: bool) -> String {
             ),
             true,
         ),
+        Event::Interpreter(e) => (
+            "python",
+            format!("{} {}", e.pid, sanitize(&e.describe())),
+            false,
+        ),
         // An event kind newer than this view: named, not described.
         other => (other.name(), String::new(), false),
     };

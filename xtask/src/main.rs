@@ -57,7 +57,24 @@ const VENVS: &[(&str, &[&str])] = &[
 
 /// Debian packages the tests need: Redis for the real-world tests, tmux and Graphviz for the
 /// TUI and export tests, Prometheus to scrape the agent, systemd to verify its unit.
-const TEST_PACKAGES: &[&str] = &["redis-server", "tmux", "graphviz", "prometheus", "systemd"];
+const TEST_PACKAGES: &[&str] = &[
+    "redis-server",
+    "tmux",
+    "graphviz",
+    "prometheus",
+    "systemd",
+    "debootstrap",
+];
+
+/// The CPython versions the interpreter reader is tested on besides the host's: Debian's
+/// root filesystems with their `python3` and billiard, each `debootstrap`ped once.
+const PYTHON_ROOTS: &[(&str, &str)] = &[
+    ("bullseye", "3.9"),
+    ("bookworm", "3.11"),
+    ("trixie", "3.13"),
+    ("sid", "3.14"),
+];
+const PYTHON_ROOT_PACKAGES: &str = "python3,python3-billiard";
 /// The probes' toolchain (LLVM 22.1), shared with `tracer-live/build.rs`.
 const BPF_TOOLCHAIN: &str = include_str!("../../tracer-ebpf/TOOLCHAIN");
 
@@ -279,6 +296,47 @@ fn ensure_test_stacks() -> Result<PathBuf> {
     Ok(venvs)
 }
 
+/// A root filesystem per Debian suite in [`PYTHON_ROOTS`], made with `debootstrap` from
+/// Debian's archive (the host's apt sources untouched), each once: the interpreter reader's
+/// version matrix runs its scripts in them with `chroot`.
+fn ensure_python_roots() -> Result<PathBuf> {
+    let roots = test_cache().join("pythons");
+    for (suite, python) in PYTHON_ROOTS {
+        let root = roots.join(suite);
+        let stamp = root.join("tracer-root.txt");
+        if std::fs::read_to_string(&stamp).is_ok_and(|have| have == PYTHON_ROOT_PACKAGES) {
+            continue;
+        }
+        let what = format!("making a Debian {suite} root with Python {python} (once)");
+        install(&what, || {
+            let building = roots.join(format!("{suite}.tmp"));
+            let _ = std::fs::remove_dir_all(&building);
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(&roots)
+                .with_context(|| format!("cannot create {}", roots.display()))?;
+            run(Command::new("debootstrap")
+                .args(["--variant=minbase", "--include", PYTHON_ROOT_PACKAGES])
+                .arg(suite)
+                .arg(&building)
+                .arg(kernels::ARCHIVE))?;
+            let version = output(Command::new("chroot").arg(&building).args([
+                "python3",
+                "-c",
+                "import sys; print('%d.%d' % sys.version_info[:2])",
+            ]))
+            .unwrap_or_default();
+            if version.trim() != *python {
+                bail!("Debian {suite}'s python3 is {version:?}, not {python}");
+            }
+            std::fs::rename(&building, &root)
+                .with_context(|| format!("cannot move {} into place", root.display()))?;
+            std::fs::write(&stamp, PYTHON_ROOT_PACKAGES)
+                .with_context(|| format!("cannot write {}", stamp.display()))
+        })?;
+    }
+    Ok(roots)
+}
+
 fn ensure_bpf_linker() -> Result<()> {
     let linker = cargo_home_bin().map_or_else(|| "bpf-linker".into(), |bin| bin.join("bpf-linker"));
     if output(Command::new(&linker).arg("--version"))
@@ -430,9 +488,11 @@ fn main() -> ExitCode {
             }
             core_stands_alone()?;
             let venvs = ensure_test_stacks()?;
+            let pythons = ensure_python_roots()?;
             let mut test = command("cargo");
             test.args(["test", "--workspace", "--exclude", "tracer-ebpf"])
-                .env("TRACER_TEST_VENVS", &venvs);
+                .env("TRACER_TEST_VENVS", &venvs)
+                .env("TRACER_TEST_PYTHONS", &pythons);
             let filtered = !args.is_empty();
             if filtered {
                 test.arg("--").args(args);

@@ -42,6 +42,7 @@ pub struct ConfigFile {
     pub capture_env: Vec<String>,
     pub ring_buffer: Option<String>,
     pub batch_delay_ms: Option<u64>,
+    pub python_inspect: Option<bool>,
     pub shutdown_timeout: Option<String>,
     #[serde(default)]
     pub rotation: RotationFile,
@@ -133,6 +134,8 @@ pub struct AgentConfig {
     pub capture_env: Vec<String>,
     pub ring_buffer: Option<String>,
     pub batch_delay_ms: Option<u64>,
+    /// Read Python interpreters' daemonic flags.
+    pub python_inspect: bool,
     /// How long the stop may take to flush every exporter.
     pub shutdown_timeout: Duration,
 }
@@ -152,6 +155,7 @@ pub struct AgentFlags {
     pub capture_env: Vec<String>,
     pub ring_buffer: Option<String>,
     pub batch_delay_ms: Option<u64>,
+    pub python_inspect: Option<bool>,
 }
 
 impl AgentConfig {
@@ -246,6 +250,7 @@ impl AgentConfig {
             capture_env,
             ring_buffer: flags.ring_buffer.or(file.ring_buffer),
             batch_delay_ms: flags.batch_delay_ms.or(file.batch_delay_ms),
+            python_inspect: flags.python_inspect.or(file.python_inspect).unwrap_or(true),
             shutdown_timeout,
         })
     }

@@ -114,6 +114,9 @@ fn live_options(config: &AgentConfig) -> Result<LiveOptions> {
             .batch_delay_ms
             .map_or(defaults.coalesce, std::time::Duration::from_millis),
         privacy: Privacy::new(&config.redact, &config.capture_env)?,
+        python_reads_per_second: config
+            .python_inspect
+            .then_some(tracer_live::python::DEFAULT_READS_PER_SECOND),
         ..defaults
     })
 }

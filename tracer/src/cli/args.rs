@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use tracer_core::privacy::Privacy;
 use tracer_live::live::{self, LiveOptions};
-use tracer_live::{DEFAULT_RING_BYTES, ProbeOptions};
+use tracer_live::{DEFAULT_RING_BYTES, ProbeOptions, python};
 
 use crate::tui::ViewOptions;
 
@@ -175,6 +175,9 @@ pub(super) struct AgentArgs {
     /// How long a burst of kernel records may gather before it is read, in ms (0 to 1000).
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub(super) batch_delay: Option<u64>,
+    /// Read Python parents' daemonic flags from their interpreters [default: on].
+    #[arg(long, value_name = "on|off")]
+    pub(super) python_inspect: Option<Switch>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -234,6 +237,23 @@ pub(super) struct CaptureArgs {
     /// each record as it comes.
     #[arg(long, value_name = "MS", default_value_t = live::DEFAULT_BATCH_DELAY_MS, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub(super) batch_delay: u64,
+    /// Read each Python parent's daemonic flag from its interpreter's memory (keeps
+    /// CAP_SYS_PTRACE while on); `off` leaves the verdicts to the title rules.
+    #[arg(long, value_name = "on|off", default_value = "on")]
+    pub(super) python_inspect: Switch,
+}
+
+/// A feature turned on or off.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Switch {
+    On,
+    Off,
+}
+
+impl Switch {
+    pub(crate) fn is_on(self) -> bool {
+        self == Switch::On
+    }
 }
 
 pub(super) fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -278,6 +298,10 @@ impl CaptureArgs {
             duration: self.duration,
             coalesce: Duration::from_millis(self.batch_delay),
             privacy: Privacy::new(&self.redact, &self.capture_env)?,
+            python_reads_per_second: self
+                .python_inspect
+                .is_on()
+                .then_some(python::DEFAULT_READS_PER_SECOND),
             ..LiveOptions::default()
         })
     }

@@ -202,6 +202,7 @@ pub(super) async fn agent(args: AgentArgs) -> Result<()> {
         capture_env: args.capture_env,
         ring_buffer: args.ring_buffer,
         batch_delay_ms: args.batch_delay,
+        python_inspect: args.python_inspect.map(super::args::Switch::is_on),
     };
     crate::agent::run(AgentConfig::resolve(file, flags)?, termination()?).await
 }

@@ -197,9 +197,17 @@ fn draw_details(frame: &mut Frame, area: Rect, view: &View, screen: &Screen) {
         match model.find(row.key).filter(|_| !row.exited) {
             Some(index) => {
                 let process = model.get(index);
+                let asked = process
+                    .class
+                    .started_by
+                    .map(|by| format!(", at the request of {by}"))
+                    .unwrap_or_default();
                 lines.push(labelled(
                     "parent",
-                    format!("{} (created by {})", process.ppid, process.original_ppid),
+                    format!(
+                        "{} (created by {}{asked})",
+                        process.ppid, process.original_ppid
+                    ),
                 ));
                 if let Some(orphaning) = &process.orphaned {
                     lines.push(Line::styled(
@@ -218,6 +226,12 @@ fn draw_details(frame: &mut Frame, area: Rect, view: &View, screen: &Screen) {
                         format!("daemonic: {}", sanitize(&why)),
                         DAEMONIC,
                     ));
+                }
+                if let Some(conflict) = &process.class.conflict {
+                    lines.push(labelled("conflict", sanitize(conflict).into_owned()));
+                }
+                if let Some(read) = &process.interpreter {
+                    lines.push(labelled("python", sanitize(&read.describe()).into_owned()));
                 }
                 for (name, value) in &process.class.identity {
                     lines.push(labelled("identity", format!("{name}={}", sanitize(value))));
@@ -244,9 +258,14 @@ fn draw_details(frame: &mut Frame, area: Rect, view: &View, screen: &Screen) {
                         } else {
                             EXITED.remove_modifier(Modifier::CROSSED_OUT)
                         };
+                        let asked = ancestor
+                            .class
+                            .started_by
+                            .map(|by| format!(" (at the request of {by})"))
+                            .unwrap_or_default();
                         lines.push(Line::styled(
                             format!(
-                                "  ← {} {}{gone}",
+                                "  ← {} {}{gone}{asked}",
                                 ancestor.key.pid,
                                 sanitize(&ancestor.title())
                             ),

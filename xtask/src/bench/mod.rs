@@ -10,6 +10,7 @@
 //! shared two-core machine are noise.
 
 mod outage;
+mod python;
 mod sample;
 mod stats;
 mod tools;
@@ -1068,6 +1069,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     micro_report(&mut report, &mut targets)?;
     scale_report(&bench, &mut report, &mut targets)?;
+    if let Err(error) = python::report(&bench, &mut report, &mut targets) {
+        targets.push(Target {
+            name: "Python interpreter reads".into(),
+            pass: false,
+            detail: format!("the run failed: {error:#}"),
+        });
+    }
 
     report.push_str("\n## Targets\n\n");
     for target in &targets {

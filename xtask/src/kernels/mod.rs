@@ -6,6 +6,7 @@
 //! fork/exec/exit/rename/signal/orphan workload checked for exact counts and zero loss.
 
 mod fetch;
+pub use fetch::ARCHIVE;
 mod initramfs;
 mod vm;
 
