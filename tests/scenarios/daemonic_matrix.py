@@ -11,6 +11,8 @@ Modes:
   billiard     billiard.Process(daemon=True) starts two billiard children
   spawn        a daemonic Process under the spawn start method forks with os.fork()
   forkserver   a daemonic Process under the forkserver start method forks with os.fork()
+  pdeathsig    a daemonic Process sets PR_SET_PDEATHSIG(SIGKILL) as Celery's pool workers
+               do (with billiard's helper), then forks and runs a subprocess
   control      nothing daemonic: Process(daemon=False) and a billiard non-daemonic process
                fork and run subprocesses; the main process runs one too
 """
@@ -48,13 +50,22 @@ def stdlib_worker(conn):
     time.sleep(600)
 
 
+def pdeathsig_worker(conn):
+    from billiard.util import set_pdeathsig
+
+    set_pdeathsig(signal.SIGKILL)
+    stdlib_worker(conn)
+
+
 def pool_worker(conn):
     from concurrent.futures import ProcessPoolExecutor
 
     # Under PYTHONOPTIMIZE the assert that forbids this is gone.
-    pool = multiprocessing.Pool(2)
+    # The fork start method explicitly: 3.14 defaults to the forkserver.
+    fork = multiprocessing.get_context("fork")
+    pool = fork.Pool(2)
     pool.map(square, range(4))
-    executor = ProcessPoolExecutor(1)
+    executor = ProcessPoolExecutor(1, mp_context=fork)
     executor.submit(square, 3).result()
     pids = [p.pid for p in pool._pool] + list(executor._processes)
     conn.send(pids)
@@ -97,6 +108,8 @@ def main():
         worker, children = run(fork, stdlib_worker, True)
     elif mode == "pool":
         worker, children = run(fork, pool_worker, True)
+    elif mode == "pdeathsig":
+        worker, children = run(fork, pdeathsig_worker, True)
     elif mode == "billiard":
         import billiard
 

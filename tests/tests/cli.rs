@@ -222,6 +222,8 @@ fn report_names_the_celery_task_from_the_pool_workers_title() {
                  time limit (SIGTERM, then SIGKILL 100ms later) at 1970-01-01 00:00:08Z, while \
                  running task {b}"
             ),
+            // What its spawns' verdict rests on.
+            "    daemonic: Celery prefork pool worker (rule celery.pool_worker)".to_owned(),
             "    started 1 child while daemonic, in task tasks.leave_popen[aaaa-1]:".to_owned(),
             "      102 `sleep 600` (exec of /usr/bin/sleep)".to_owned(),
             format!("    started 2 children while daemonic, in task {b}:"),

@@ -611,7 +611,7 @@ fn a_celery_task_hits_its_hard_time_limit_and_another_leaves_a_child() {
     let block = |pid: u32| report_block(&text, &format!("  Celery prefork pool worker {pid} `"));
     let hang_task = format!("tasks.spawn_and_hang[{hang_id}]");
     let killed_block = block(worker);
-    assert_eq!(killed_block.len(), 8, "{killed_block:#?}");
+    assert_eq!(killed_block.len(), 9, "{killed_block:#?}");
     assert!(
         killed_block[1].starts_with(&format!(
             "    was killed by SIGKILL from {main}, the Celery main process enforcing a hard \
@@ -620,15 +620,20 @@ fn a_celery_task_hits_its_hard_time_limit_and_another_leaves_a_child() {
         "{}",
         killed_block[1]
     );
+    // The pool worker lived on after its forks: its verdict is its interpreter's.
+    assert!(
+        killed_block[2].contains("has daemon=True, read from the interpreter"),
+        "{killed_block:#?}"
+    );
     assert_eq!(
-        killed_block[2],
+        killed_block[3],
         format!("    started 2 children while daemonic, in task {hang_task}:")
     );
-    assert_eq!(killed_block[5], "    left 2 orphans when it died:");
+    assert_eq!(killed_block[6], "    left 2 orphans when it died:");
     for orphan in &orphans {
         let line = format!("      {} `", orphan.pid);
         assert!(
-            killed_block[3..5]
+            killed_block[4..6]
                 .iter()
                 .any(|l| l.starts_with(&line) && l.ends_with("` (fork without exec)")),
             "{killed_block:#?}"
@@ -638,15 +643,19 @@ fn a_celery_task_hits_its_hard_time_limit_and_another_leaves_a_child() {
             orphan.new_ppid.unwrap()
         );
         assert!(
-            killed_block[6..8]
+            killed_block[7..9]
                 .iter()
                 .any(|l| l.starts_with(&line) && l.ends_with(&fate)),
             "{killed_block:#?}"
         );
     }
     let popen_block = block(popen_worker);
+    assert!(
+        popen_block[1].contains("has daemon=True, read from the interpreter"),
+        "{popen_block:#?}"
+    );
     assert_eq!(
-        &popen_block[1..],
+        &popen_block[2..],
         [
             format!("    started 1 child while daemonic, in task tasks.leave_popen[{popen_id}]:"),
             format!("      {popen} `sleep 600` (exec of /usr/bin/sleep)"),
@@ -654,7 +663,7 @@ fn a_celery_task_hits_its_hard_time_limit_and_another_leaves_a_child() {
         "{text}"
     );
     assert!(
-        text.lines().count() <= 16,
+        text.lines().count() <= 18,
         "a few lines, not a log:\n{text}"
     );
 }
@@ -1048,22 +1057,27 @@ fn an_airflow_task_supervisor_is_killed_and_its_runner_orphaned() {
         )),
         "{supervisor_block:#?}"
     );
-    assert_eq!(supervisor_block[2], "    started 1 child while daemonic:");
-    assert!(supervisor_block[3].starts_with(&runner_line));
-    assert_eq!(supervisor_block[4], "    left 1 orphan when it died:");
+    // Daemonic as the LocalExecutor worker it was forked from, whose interpreter was read.
     assert!(
-        supervisor_block[5].starts_with(&runner_line)
-            && supervisor_block[5].ends_with(&format!(
+        supervisor_block[2].contains("has daemon=True, read from the interpreter"),
+        "{supervisor_block:#?}"
+    );
+    assert_eq!(supervisor_block[3], "    started 1 child while daemonic:");
+    assert!(supervisor_block[4].starts_with(&runner_line));
+    assert_eq!(supervisor_block[5], "    left 1 orphan when it died:");
+    assert!(
+        supervisor_block[6].starts_with(&runner_line)
+            && supervisor_block[6].ends_with(&format!(
                 ": still alive under {} at the end",
                 reparent.new_ppid
             )),
         "{supervisor_block:#?}"
     );
     let runner_block = report_block(&group, &format!("  Airflow task runner {runner} `"));
-    assert_eq!(runner_block[1], "    started 2 children while daemonic:");
+    assert_eq!(runner_block[2], "    started 2 children while daemonic:");
     for child in &children {
         assert!(
-            runner_block[2..]
+            runner_block[3..]
                 .iter()
                 .any(|l| l.starts_with(&format!("      {child} `"))),
             "{runner_block:#?}"
@@ -1439,4 +1453,42 @@ fn daemonic_flags_are_read_from_every_cpython_version() {
         ));
     }
     println!("{}", table.join("\n"));
+}
+
+/// With interpreter reads off, the kernel-visible evidence: a daemonic process that set
+/// PR_SET_PDEATHSIG(SIGKILL) with billiard's helper, as Celery's pool workers do, is daemonic
+/// on that evidence, its fork and its subprocess are `daemonic_spawn`s naming it, and the
+/// tracer kept no capability.
+#[test]
+fn a_parent_death_sigkill_is_the_evidence_when_interpreters_are_not_read() {
+    let _kernel = kernel_test();
+    let recording = Recording::start(&["--python-inspect", "off"]);
+    assert!(recording.stderr().contains("all capabilities dropped"));
+    let host = interpreters().remove(0);
+    let mut session = host.run("pdeathsig", false);
+    let report = session.report();
+    session.wait();
+    let trace = recording.stop();
+    drop(session);
+    assert_eq!(trace.interpreters().count(), 0, "nothing read");
+    let daemonic = pid_of(&report["daemonic"][0]);
+    let children = pids_of(&report["children"]);
+    assert_eq!(children.len(), 2);
+    for child in children {
+        let spawn = trace.only(
+            "daemonic_spawn",
+            findings(&trace, FindingKind::DaemonicSpawn).filter(|f| f.pid == child),
+        );
+        assert_eq!(spawn.parent_pid, Some(daemonic));
+        rests_on(
+            spawn.evidence.last(),
+            "set PR_SET_PDEATHSIG to SIGKILL",
+            false,
+        );
+        assert!(
+            !spawn.evidence.last().unwrap().reason.contains("read from"),
+            "{:?}",
+            spawn.evidence
+        );
+    }
 }

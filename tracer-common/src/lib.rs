@@ -95,6 +95,10 @@ pub struct ProcessStartRecord {
     /// The process that called fork/clone: the parent, except with `CLONE_PARENT`, where the
     /// caller's parent becomes the parent. The child is a copy of the caller.
     pub caller_pid: u32,
+    /// The calling thread's parent-death signal (`PR_SET_PDEATHSIG`), 0 for none: Celery's
+    /// pool workers set SIGKILL, which the kernel shows without reading the interpreter.
+    pub caller_pdeath_signal: u32,
+    pub _pad: u32,
     pub comm: [u8; TASK_COMM_LEN],
 }
 

@@ -600,6 +600,22 @@ impl Analyzer {
                 }
             }
         }
+        if daemonic.is_empty()
+            && !role.as_ref().is_some_and(|r| r.daemonic_root)
+            && process.pdeath_signal == SIGKILL
+            && forked
+            && may_be_python(process)
+        {
+            daemonic.push(Evidence {
+                pid: process.key.pid,
+                start_time: process.key.start_time,
+                title: title.clone(),
+                reason: "daemonic: a forked Python process that set PR_SET_PDEATHSIG to SIGKILL, \
+                         as Celery's prefork pool workers do (seen by the kernel; its \
+                         interpreter was not read)"
+                    .to_owned(),
+            });
+        }
         let (daemonic, conflict) = Self::with_interpreter(process, role.as_ref(), daemonic);
         let started_by = Self::started_by(model, index);
         model.set_class(
@@ -626,7 +642,7 @@ impl Analyzer {
         };
         let python = read.python.as_deref().unwrap_or("3");
         let rules_said = || match Classification::explain(&by_rules) {
-            Some(why) => format!("the title rules say daemonic ({why})"),
+            Some(why) => format!("without the interpreter it would be daemonic ({why})"),
             None => String::new(),
         };
         match &read.outcome {
@@ -940,6 +956,12 @@ impl Analyzer {
             }
             Event::ProcessStart(start) => {
                 if let Some(index) = model.find(key) {
+                    // What the caller's parent-death signal says of it, before its child.
+                    if start.caller_pdeath_signal != 0
+                        && let Some(creator) = model.creator(index)
+                    {
+                        self.classify(model, creator);
+                    }
                     self.classify(model, index);
                     if let Some(creator) = model.creator(index) {
                         let awaited = self.ask(model, creator, start.ts, true);
@@ -2168,9 +2190,9 @@ mod tests {
         assert_eq!(
             class.conflict.as_deref(),
             Some(
-                "the title rules say daemonic (daemonic: Celery prefork pool worker (rule \
-                 celery.pool_worker)), but the interpreter has daemon=False for `Worker-7` \
-                 (__main__.Odd)"
+                "without the interpreter it would be daemonic (daemonic: Celery prefork pool \
+                 worker (rule celery.pool_worker)), but the interpreter has daemon=False for \
+                 `Worker-7` (__main__.Odd)"
             )
         );
     }
@@ -2261,5 +2283,66 @@ mod tests {
             Some(60),
         );
         assert_eq!(host.class(63).started_by, None);
+    }
+
+    /// Without a read (inspection off), a forked Python process that set PR_SET_PDEATHSIG to
+    /// SIGKILL, as Celery's pool workers do, is daemonic on that kernel-visible evidence; a
+    /// read that says otherwise wins.
+    #[test]
+    fn a_parent_death_sigkill_is_daemonic_evidence_until_the_interpreter_says_otherwise() {
+        let fork_with_pdeath = |host: &mut Host, pid: u32, parent: u32| {
+            let ts = host.tick(1);
+            let Event::ProcessStart(mut start) =
+                fixtures::fork(ts, key(pid, ts), host.key(parent), "python3")
+            else {
+                unreachable!()
+            };
+            start.caller_pdeath_signal = SIGKILL;
+            host.apply(Event::ProcessStart(start));
+        };
+        let mut host = Host::new();
+        host.snapshot(80, 1, "python3 job.py");
+        host.fork(81, 80);
+        fork_with_pdeath(&mut host, 82, 81);
+        host.exec(82, &["sleep", "1"]);
+        let spawns = host.findings(FindingKind::DaemonicSpawn);
+        assert_eq!(spawns.len(), 1);
+        assert!(
+            spawns[0].evidence[0]
+                .reason
+                .contains("set PR_SET_PDEATHSIG to SIGKILL"),
+            "{:?}",
+            spawns[0].evidence
+        );
+        assert!(!host.class(80).is_daemonic(), "its parent set none");
+
+        let mut host = Host::inspecting();
+        host.snapshot(80, 1, "python3 job.py");
+        host.fork(81, 80);
+        host.read(
+            80,
+            false,
+            "MainProcess",
+            "multiprocessing.process._MainProcess",
+            None,
+        );
+        fork_with_pdeath(&mut host, 82, 81);
+        host.exec(82, &["sleep", "1"]);
+        host.read(
+            81,
+            false,
+            "MainProcess",
+            "multiprocessing.process._MainProcess",
+            None,
+        );
+        assert!(host.findings(FindingKind::DaemonicSpawn).is_empty());
+        assert!(
+            host.class(81)
+                .conflict
+                .as_deref()
+                .is_some_and(|c| c.contains("PR_SET_PDEATHSIG")),
+            "{:?}",
+            host.class(81)
+        );
     }
 }

@@ -78,6 +78,9 @@ pub struct ProcessStart {
     pub pgid: u32,
     pub sid: u32,
     pub cgroup_id: u64,
+    /// The calling thread's parent-death signal (`PR_SET_PDEATHSIG`) as it forked; 0 for none.
+    #[serde(default, skip_serializing_if = "is_zero_i32")]
+    pub caller_pdeath_signal: i32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -68,6 +68,7 @@ pub fn fork(ts: u64, child: ProcessKey, parent: ProcessKey, comm: &str) -> Event
         pgid: parent.pid,
         sid: 1,
         cgroup_id: 1,
+        caller_pdeath_signal: 0,
     })
 }
 

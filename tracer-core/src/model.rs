@@ -150,6 +150,9 @@ pub struct Process {
     pub orphaned: Option<Orphaning>,
     /// The latest terminating signals generated for it, oldest first.
     pub signals: Vec<SignalInfo>,
+    /// Its parent-death signal (`PR_SET_PDEATHSIG`) when it last forked; 0 for none or unseen.
+    #[serde(skip_serializing_if = "no_signal")]
+    pub pdeath_signal: i32,
     /// What the tracer read from its interpreter since its last exec, if it is Python.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interpreter: Option<InterpreterRead>,
@@ -157,6 +160,10 @@ pub struct Process {
     pub class: Classification,
     #[serde(skip)]
     links: Links,
+}
+
+fn no_signal(value: &i32) -> bool {
+    *value == 0
 }
 
 /// The model's bookkeeping for a process: where it sits in the model, not facts about it.
@@ -650,6 +657,7 @@ impl Model {
             exit: None,
             orphaned: None,
             signals: Vec::new(),
+            pdeath_signal: 0,
             interpreter: None,
             class: Classification::default(),
             links: Links {
@@ -732,6 +740,7 @@ impl Model {
             exit: None,
             orphaned: None,
             signals: Vec::new(),
+            pdeath_signal: 0,
             interpreter: None,
             class: Classification::default(),
             links: Links {
@@ -776,6 +785,9 @@ impl Model {
         } else {
             self.live_index(e.caller_pid)
         };
+        if let Some(caller) = caller {
+            self.get_mut(caller).pdeath_signal = e.caller_pdeath_signal;
+        }
         let (cmdline, env, filename) = caller
             .map(|c| {
                 let caller = self.get(c);
@@ -805,6 +817,7 @@ impl Model {
             exit: None,
             orphaned: None,
             signals: Vec::new(),
+            pdeath_signal: 0,
             interpreter: None,
             class: Classification::default(),
             links: Links {

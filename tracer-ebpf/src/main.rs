@@ -363,6 +363,9 @@ fn on_fork(child: KernelPtr) {
         (*record).sid = group_id(child, Layout::PidTypeSid);
         // The fork tracepoint runs in the calling process.
         (*record).caller_pid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let caller = bpf_get_current_task();
+        (*record).caller_pdeath_signal = field::<i32>(caller, Layout::TaskPdeathSignal) as u32;
+        (*record)._pad = 0;
         copy_comm(&raw mut (*record).comm, child);
     }
     entry.submit(wakeup_flags());

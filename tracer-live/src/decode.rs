@@ -79,6 +79,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             start.parent_start_time = r.parent_start_time;
             start.tid = r.header.tid;
             start.caller_pid = r.caller_pid;
+            start.caller_pdeath_signal = r.caller_pdeath_signal as i32;
             start.comm = c_string(&r.comm);
             start.uid = r.uid;
             start.pgid = r.pgid;

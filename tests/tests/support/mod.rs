@@ -331,6 +331,13 @@ impl Trace {
         })
     }
 
+    pub fn interpreters(&self) -> impl Iterator<Item = &tracer_core::event::InterpreterRead> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Interpreter(x) => Some(x),
+            _ => None,
+        })
+    }
+
     pub fn reparents(&self) -> impl Iterator<Item = &Reparent> {
         self.events.iter().filter_map(|e| match e {
             Event::Reparent(x) => Some(x),
