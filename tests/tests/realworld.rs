@@ -1263,6 +1263,17 @@ struct Interpreter {
     name: String,
     version: String,
     root: Option<PathBuf>,
+    /// Its `python3`, when not the celery venv's (outside a root).
+    python: Option<PathBuf>,
+}
+
+/// `3.12` of a `python3`.
+fn version_of(python: &Path) -> String {
+    let output = Command::new(python)
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .expect("python3");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 fn interpreters() -> Vec<Interpreter> {
@@ -1270,15 +1281,28 @@ fn interpreters() -> Vec<Interpreter> {
         "TRACER_TEST_PYTHONS is not set: run `cargo xtask test`, which makes the Debian roots \
          (3.9, 3.11, 3.13, 3.14) the interpreter reader is tested on",
     );
-    let host = Command::new(venv_bin("celery", "python3"))
-        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
-        .output()
-        .expect("the host's python3");
     let mut all = vec![Interpreter {
         name: "host".into(),
-        version: String::from_utf8_lossy(&host.stdout).trim().to_owned(),
+        version: version_of(&venv_bin("celery", "python3")),
         root: None,
+        python: None,
     }];
+    // Builds of the minor versions no Debian suite has, where the host has them (pyenv).
+    let mut others: Vec<PathBuf> = std::fs::read_dir(Path::new(&roots).join("venvs"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some(e.ok()?.path().join("bin/python3")))
+        .filter(|python| python.exists())
+        .collect();
+    others.sort();
+    for python in others {
+        all.push(Interpreter {
+            name: "host (pyenv)".into(),
+            version: version_of(&python),
+            root: None,
+            python: Some(python),
+        });
+    }
     for (suite, version) in [
         ("bullseye", "3.9"),
         ("bookworm", "3.11"),
@@ -1295,6 +1319,7 @@ fn interpreters() -> Vec<Interpreter> {
             name: format!("Debian {suite}"),
             version: version.into(),
             root: Some(root),
+            python: None,
         });
     }
     all
@@ -1308,7 +1333,11 @@ impl Interpreter {
         let mut command =
             match &self.root {
                 None => {
-                    let mut command = Command::new(venv_bin("celery", "python3"));
+                    let python = self
+                        .python
+                        .clone()
+                        .unwrap_or_else(|| venv_bin("celery", "python3"));
+                    let mut command = Command::new(python);
                     command.arg(&script);
                     command
                 }
@@ -1340,8 +1369,8 @@ struct Case {
     controls: HashSet<u32>,
 }
 
-/// CPython 3.9, 3.11 (twice: the host's build and Debian's), 3.13 and 3.14 under the real
-/// tracer with no rules file: every daemonic process that starts children (stdlib with and
+/// CPython 3.9, 3.11 (twice: the host's build and Debian's), 3.13 and 3.14 (and 3.8, 3.10,
+/// 3.12 where the host has them) under the real tracer with no rules file: every daemonic process that starts children (stdlib with and
 /// without PYTHONOPTIMIZE, a Pool and a ProcessPoolExecutor in it, billiard, the spawn and
 /// forkserver start methods) is a `daemonic_spawn` per child resting on the interpreter's
 /// daemon flag, and after its SIGKILL each child is `orphaned`; the non-daemonic controls

@@ -8,13 +8,11 @@ use std::collections::HashSet;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::event::{
-    Death, Event, Exit, Finding, FindingKind, Killer, ProcessKey, ProcessSketch, ReadOutcome,
-    Reparent, ReparentSource, SpawnHow,
+    Death, Event, Exit, Finding, FindingKind, InterpreterRead, Killer, ProcessKey, ProcessSketch,
+    ReadOutcome, Reparent, ReparentSource, SpawnHow,
 };
 use crate::model::{Model, Origin, Process, ProcessIndex, SignalInfo, TitleSource};
-use crate::roles::{
-    Classification, Evidence, Identity, RoleMatch, Rules, Subject, expand_celery_node,
-};
+use crate::roles::{Classification, Evidence, Identity, Rules, Subject, expand_celery_node};
 use crate::words::{duration, exit_description, signal_name};
 
 /// A daemonic spawn is reported once the child shows how it was started: when it execs or
@@ -97,7 +95,16 @@ pub struct Analyzer {
     /// Processes asked about, and their exec count then: one read per program.
     asked: FxHashMap<ProcessKey, u32>,
     /// Reads the live tracer should make, oldest first.
-    wanted: Vec<ProcessKey>,
+    wanted: Vec<Wanted>,
+    /// Someone takes `wanted` (the live tracer; replay has its reads in the trace).
+    reads_wanted: bool,
+}
+
+/// A read the analysis wants: of this process, running the program of its `execs`th exec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wanted {
+    pub process: ProcessKey,
+    pub execs: u32,
 }
 
 /// Past this many signalled processes, those whose signals are older than an escalation are
@@ -417,6 +424,7 @@ impl Analyzer {
             awaiting: FxHashMap::default(),
             asked: FxHashMap::default(),
             wanted: Vec::new(),
+            reads_wanted: false,
         }
     }
 
@@ -616,7 +624,7 @@ impl Analyzer {
                     .to_owned(),
             });
         }
-        let (daemonic, conflict) = Self::with_interpreter(process, role.as_ref(), daemonic);
+        let (daemonic, conflict) = Self::with_interpreter(process, daemonic);
         let started_by = Self::started_by(model, index);
         model.set_class(
             index,
@@ -634,7 +642,6 @@ impl Analyzer {
     /// and where they disagree, the disagreement is kept.
     fn with_interpreter(
         process: &Process,
-        role: Option<&RoleMatch>,
         by_rules: Vec<Evidence>,
     ) -> (Vec<Evidence>, Option<String>) {
         let Some(read) = &process.interpreter else {
@@ -656,13 +663,8 @@ impl Analyzer {
                         current.name, current.class
                     ),
                 };
-                let conflict = role.filter(|_| by_rules.is_empty()).map(|role| {
-                    format!(
-                        "the title rules make it {} (rule {}), not daemonic; the interpreter has daemon=True",
-                        role.label, role.id
-                    )
-                });
-                (vec![evidence], conflict)
+                // A rule gives a role, not a verdict of "not daemonic": nothing to disagree on.
+                (vec![evidence], None)
             }
             ReadOutcome::Process(current) => {
                 let conflict = (!by_rules.is_empty()).then(|| {
@@ -813,9 +815,14 @@ impl Analyzer {
 
     /// Asks for a read of `index`'s interpreter if it may be Python and was not asked about
     /// since its last exec. Whether a read is awaited now.
-    fn ask(&mut self, model: &Model, index: ProcessIndex, ts: u64, wait: bool) -> bool {
+    fn ask(&mut self, model: &Model, index: ProcessIndex, ts: u64) -> bool {
         let process = model.get(index);
-        if !self.inspecting || process.interpreter.is_some() {
+        if !self.inspecting
+            || process
+                .interpreter
+                .as_ref()
+                .is_some_and(InterpreterRead::is_final)
+        {
             return false;
         }
         if self.awaiting.contains_key(&process.key) {
@@ -824,20 +831,29 @@ impl Analyzer {
         if self.asked.get(&process.key) == Some(&process.execs) || !may_be_python(process) {
             return false;
         }
+        if self.reads_wanted {
+            // The live tracer takes these after every batch; the bound only guards it.
+            if self.wanted.len() >= MAX_WANTED {
+                return false;
+            }
+            self.wanted.push(Wanted {
+                process: process.key,
+                execs: process.execs,
+            });
+        }
         self.asked.insert(process.key, process.execs);
-        // Replay has its reads in the trace and never takes these: a bound, not a queue.
-        if self.wanted.len() < MAX_WANTED {
-            self.wanted.push(process.key);
-        }
-        if wait {
-            self.awaiting.insert(process.key, ts + READ_WAIT_NS);
-        }
-        wait
+        self.awaiting.insert(process.key, ts + READ_WAIT_NS);
+        true
     }
 
     /// The reads the live tracer should make, oldest first. Replay has them in the trace.
-    pub fn take_wanted(&mut self) -> Vec<ProcessKey> {
+    pub fn take_wanted(&mut self) -> Vec<Wanted> {
         std::mem::take(&mut self.wanted)
+    }
+
+    /// The caller makes the reads the analysis asks for ([`Analyzer::take_wanted`]).
+    pub fn want_reads(&mut self) {
+        self.reads_wanted = true;
     }
 
     pub fn set_inspecting(&mut self, inspecting: bool) {
@@ -964,7 +980,7 @@ impl Analyzer {
                     }
                     self.classify(model, index);
                     if let Some(creator) = model.creator(index) {
-                        let awaited = self.ask(model, creator, start.ts, true);
+                        let awaited = self.ask(model, creator, start.ts);
                         if awaited || model.get(creator).class.is_daemonic() {
                             self.pending.push(PendingSpawn {
                                 child: key,
@@ -1004,6 +1020,10 @@ impl Analyzer {
                 // As the live tracer saw it: reads given up on before this one came are gone.
                 self.expire(model, read.ts, out);
                 self.awaiting.remove(&key);
+                if !read.is_final() {
+                    // Asked again at its next fork.
+                    self.asked.remove(&key);
+                }
                 if let Some(index) = model.find(key) {
                     self.classify_tree(model, index);
                 }
@@ -1025,8 +1045,6 @@ impl Analyzer {
         let Some(index) = model.find(key) else {
             return;
         };
-        // Its own interpreter says what it is, and who asked for it.
-        self.ask(model, index, reparent.ts, false);
         let orphan = model.get(index);
         let Some(orphaning) = &orphan.orphaned else {
             return;
@@ -2111,15 +2129,21 @@ mod tests {
         fn inspecting() -> Host {
             let mut host = Host::new();
             host.pipeline.analyzer.set_inspecting(true);
+            host.pipeline.analyzer.want_reads();
             host
         }
 
         fn read(&mut self, pid: u32, daemon: bool, name: &str, class: &str, parent: Option<u32>) {
             let ts = self.tick(1);
-            let process = self.key(pid);
-            self.apply(fixtures::interpreter(
-                ts, process, daemon, name, class, parent,
-            ));
+            let process = self.pipeline.model.live(pid).expect("live");
+            let (key, execs) = (process.key, process.execs);
+            let Event::Interpreter(mut read) =
+                fixtures::interpreter(ts, key, daemon, name, class, parent)
+            else {
+                unreachable!()
+            };
+            read.execs = execs;
+            self.apply(Event::Interpreter(read));
         }
     }
 
@@ -2130,7 +2154,15 @@ mod tests {
         let mut host = Host::inspecting();
         host.snapshot(50, 1, "python3 job.py");
         host.fork(51, 50);
-        assert_eq!(host.pipeline.analyzer.take_wanted(), [host.key(50)]);
+        let wanted = |host: &mut Host| -> Vec<ProcessKey> {
+            host.pipeline
+                .analyzer
+                .take_wanted()
+                .iter()
+                .map(|w| w.process)
+                .collect()
+        };
+        assert_eq!(wanted(&mut host), [host.key(50)]);
         host.read(
             50,
             false,
@@ -2142,7 +2174,7 @@ mod tests {
         host.fork(53, 51);
         host.exec(53, &["sleep", "30"]);
         host.exit(52, Some(0), None);
-        assert_eq!(host.pipeline.analyzer.take_wanted(), [host.key(51)]);
+        assert_eq!(wanted(&mut host), [host.key(51)]);
         assert!(
             host.findings(FindingKind::DaemonicSpawn).is_empty(),
             "not before the read"

@@ -162,6 +162,10 @@ pub struct InterpreterRead {
     /// `3.11`, when the interpreter was recognised.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python: Option<String>,
+    /// How many times the process had exec'd when the read was asked for: a read of an
+    /// earlier program is void.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub execs: u32,
     #[serde(flatten)]
     pub outcome: ReadOutcome,
 }
@@ -215,7 +219,17 @@ impl CurrentProcess {
     }
 }
 
+/// A read of a multiprocessing child still starting (its `_bootstrap` has not yet made it the
+/// current process): asked again at its next fork.
+pub const STILL_STARTING: &str =
+    "still starting: multiprocessing has not made it the current process yet";
+
 impl InterpreterRead {
+    /// Whether this read stands for the process's program: all but one taken too early.
+    pub fn is_final(&self) -> bool {
+        !matches!(&self.outcome, ReadOutcome::Unknown { reason } if reason == STILL_STARTING)
+    }
+
     /// `Python 3.11: Process-1 (billiard.context.ForkProcess), daemon=True, started by 4242`
     pub fn describe(&self) -> String {
         let python = self.python.as_deref().unwrap_or("?");
@@ -251,6 +265,7 @@ impl InterpreterRead {
             pid: process.pid,
             start_time: process.start_time,
             python,
+            execs: 0,
             outcome,
         }
     }

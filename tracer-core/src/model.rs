@@ -909,7 +909,9 @@ impl Model {
             pid: e.pid,
             start_time: e.start_time,
         };
-        if let Some(index) = self.find(key) {
+        if let Some(index) = self.find(key)
+            && self.get(index).execs == e.execs
+        {
             self.get_mut(index).interpreter = Some(e.clone());
         }
     }

@@ -135,6 +135,8 @@ struct Capture<'a, S> {
     batch_ts: Vec<u64>,
     /// The interpreter reader's thread, with `--python-inspect on`.
     inspector: Option<Inspector>,
+    /// The latest time the analysis was moved to on a quiet tick.
+    settled: u64,
 }
 
 impl<S: Sink> Capture<'_, S> {
@@ -263,7 +265,9 @@ impl<S: Sink> Capture<'_, S> {
     /// A read from the reader thread, in the trace at the time it is applied: the events
     /// before it were applied before it, on replay too.
     fn apply_read(&mut self, mut read: InterpreterRead) -> Result<()> {
-        read.ts = read.ts.max(self.pipeline.model.now());
+        // Not before a time the analysis was moved to on a quiet tick: replay, which has no
+        // ticks, must see the read after whatever that tick settled.
+        read.ts = read.ts.max(self.pipeline.model.now()).max(self.settled);
         self.pipeline.apply(&Event::Interpreter(read))?;
         self.ask_interpreters()
     }
@@ -514,7 +518,11 @@ pub async fn run<S: Sink>(
         latency: Latency::default(),
         batch_ts: Vec::with_capacity(options.batch_max),
         inspector,
+        settled: 0,
     };
+    if capture.inspector.is_some() {
+        capture.pipeline.analyzer.want_reads();
+    }
     let mut header = TraceHeader::new(
         host::hostname(),
         kernel_release(),
@@ -583,6 +591,7 @@ pub async fn run<S: Sink>(
                     // so the analysis may act on the time that passed (a record is written
                     // microseconds after its timestamp; the margin is generous).
                     let settled = host::boottime_ns().saturating_sub(QUIET_MARGIN_NS);
+                    capture.settled = capture.settled.max(settled);
                     capture.pipeline.advance(settled)?;
                     capture.flush()?;
                 }

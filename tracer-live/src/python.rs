@@ -14,6 +14,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use object::{Object as _, ObjectSegment as _, ObjectSymbol as _};
+use tracer_core::analysis::Wanted;
 use tracer_core::event::{InterpreterRead, ProcessKey, ReadOutcome};
 use tracer_core::python::{self, Budget, DEBUG_COOKIE, Found, Layout, Memory, Read};
 
@@ -30,8 +31,8 @@ const QUEUE: usize = 1024;
 /// Most remote ranges in one `process_vm_readv` (the kernel's `UIO_MAXIOV`).
 const MAX_IOV: usize = 1024;
 
-/// Largest executable or library whose symbols are read.
-const MAX_ELF_BYTES: u64 = 256 << 20;
+/// Largest executable or library whose symbols are read (Debian's python3.X is 7 MiB).
+const MAX_ELF_BYTES: u64 = 128 << 20;
 
 /// What a process's interpreter file says: where `_PyRuntime` and `Py_Version` are, relative
 /// to where the file is mapped.
@@ -50,6 +51,8 @@ struct Interpreter {
 struct Mapping {
     start: u64,
     offset: u64,
+    /// `st_dev` of the mapped file.
+    device: u64,
     inode: u64,
     path: String,
 }
@@ -61,16 +64,24 @@ fn parse_maps(text: &str) -> Vec<Mapping> {
             let range = fields.next()?;
             let _perms = fields.next()?;
             let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
-            let _device = fields.next()?;
+            let (major, minor) = fields.next()?.split_once(':')?;
+            let device = libc::makedev(
+                u32::from_str_radix(major, 16).ok()?,
+                u32::from_str_radix(minor, 16).ok()?,
+            );
             let inode = fields.next()?.parse().ok()?;
             let path = fields.next()?.trim_start().to_owned();
             let start = u64::from_str_radix(range.split('-').next()?, 16).ok()?;
-            (inode != 0 && path.starts_with('/')).then_some(Mapping {
-                start,
-                offset,
-                inode,
-                path,
-            })
+            // A deleted file is not opened by its old name.
+            (inode != 0 && path.starts_with('/') && !path.ends_with(" (deleted)")).then_some(
+                Mapping {
+                    start,
+                    offset,
+                    device,
+                    inode,
+                    path,
+                },
+            )
         })
         .collect()
 }
@@ -144,17 +155,17 @@ impl ProcessMemory {
 }
 
 impl Memory for ProcessMemory {
+    /// Stops at the first range that fails: the walk needs every range of a request, and a
+    /// hostile one must not cost a system call per bad pointer.
     fn read_many(&mut self, reads: &mut [Read<'_>]) {
         let mut next = 0;
-        // A range that fails ends a call; the ones after it are tried again, bounded by the
-        // number of ranges.
         while next < reads.len() {
             let end = (next + MAX_IOV).min(reads.len());
-            next += self.read_run(&mut reads[next..end]);
-            if next < end {
-                // This one failed: it stays not done.
-                next += 1;
+            let whole = self.read_run(&mut reads[next..end]);
+            if next + whole < end {
+                return;
             }
+            next = end;
         }
     }
 }
@@ -204,8 +215,8 @@ pub struct ReadStats {
 pub struct InterpreterReader {
     procfs: ProcFs,
     files: HashMap<(u64, u64), Option<Interpreter>>,
-    /// By identity and the inode of the program it runs: an exec makes another entry.
-    processes: HashMap<(ProcessKey, u64), InterpreterRead>,
+    /// By identity and exec count: an exec makes another entry.
+    processes: HashMap<(ProcessKey, u32), InterpreterRead>,
     budget: Budget,
     pub stats: ReadStats,
 }
@@ -228,21 +239,26 @@ impl InterpreterReader {
         self.procfs.root().join(pid.to_string()).join(file)
     }
 
-    /// What `key`'s interpreter says, from the cache when the same process runs the same
-    /// program.
-    pub fn inspect(&mut self, key: ProcessKey) -> InterpreterRead {
+    /// What `wanted`'s interpreter says, from the cache when the same process runs the same
+    /// program (after the same number of execs).
+    pub fn inspect(&mut self, wanted: Wanted) -> InterpreterRead {
         let started = Instant::now();
-        let exe = std::fs::metadata(self.proc_path(key.pid, "exe")).map(|m| m.ino());
-        let cache_key = (key, *exe.as_ref().unwrap_or(&0));
+        let key = wanted.process;
+        let cache_key = (key, wanted.execs);
         if let Some(read) = self.processes.get(&cache_key) {
             self.stats.cached += 1;
             return read.clone();
         }
-        let (python, outcome) = match exe {
-            Ok(_) if self.procfs.ppid_of(key).is_some() => self.read_process(key),
-            _ => (None, unknown("the process is gone")),
+        let (python, mut outcome) = match self.procfs.ppid_of(key) {
+            Some(_) => self.read_process(key),
+            None => (None, unknown("the process is gone")),
         };
-        let read = InterpreterRead::new(host::boottime_ns(), key, python, outcome);
+        // Its pid may have gone to another process while it was read.
+        if self.procfs.ppid_of(key).is_none() {
+            outcome = unknown("the process is gone");
+        }
+        let mut read = InterpreterRead::new(host::boottime_ns(), key, python, outcome);
+        read.execs = wanted.execs;
         if self.processes.len() >= MAX_CACHED {
             self.processes.clear();
         }
@@ -265,11 +281,7 @@ impl InterpreterReader {
         // The symbols are in libpython when the interpreter is linked against it, else in
         // the executable (Debian's python3.X).
         let (path, opened) = if let Some(library) = maps.iter().find(|m| is_libpython(&m.path)) {
-            let path = library.path.clone();
-            (
-                path.clone(),
-                self.open_mapped(key.pid, &path, library.inode),
-            )
+            (library.path.clone(), self.open_mapped(key.pid, library))
         } else if let Some(exe) = exe {
             (
                 exe,
@@ -281,7 +293,7 @@ impl InterpreterReader {
         let Some(file) = opened else {
             return (None, unknown("its interpreter's file could not be opened"));
         };
-        let Ok(metadata) = file.metadata() else {
+        let Some(metadata) = file.metadata().ok().filter(std::fs::Metadata::is_file) else {
             return (None, unknown("its interpreter's file could not be opened"));
         };
         let identity = (metadata.dev(), metadata.ino());
@@ -314,16 +326,27 @@ impl InterpreterReader {
     }
 
     /// A mapped library, opened as the process sees it (its root: a container's) or as the
-    /// tracer does, whichever is the very file mapped.
-    fn open_mapped(&self, pid: u32, path: &str, inode: u64) -> Option<std::fs::File> {
+    /// tracer does, whichever is the very file mapped: a regular file with the mapping's
+    /// device and inode. The path is the process's to choose: the open never blocks (a FIFO),
+    /// follows no final symlink and takes no terminal.
+    fn open_mapped(&self, pid: u32, mapping: &Mapping) -> Option<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt as _;
         let inside = self
             .proc_path(pid, "root")
-            .join(path.trim_start_matches('/'));
-        [inside, PathBuf::from(path)]
+            .join(mapping.path.trim_start_matches('/'));
+        [inside, PathBuf::from(&mapping.path)]
             .into_iter()
             .find_map(|candidate| {
-                let file = std::fs::File::open(candidate).ok()?;
-                (file.metadata().ok()?.ino() == inode).then_some(file)
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+                    .open(candidate)
+                    .ok()?;
+                let metadata = file.metadata().ok()?;
+                (metadata.is_file()
+                    && metadata.ino() == mapping.inode
+                    && metadata.dev() == mapping.device)
+                    .then_some(file)
             })
     }
 }
@@ -334,14 +357,14 @@ fn unknown(reason: &str) -> ReadOutcome {
     }
 }
 
-/// The interpreter facts of an ELF file, or none if it has no `_PyRuntime`.
+/// The interpreter facts of an ELF file, or none if it has no `_PyRuntime`. Only the parts
+/// the symbols need are read (headers, symbol and string tables), not the whole file.
 fn interpreter_of(file: std::fs::File, len: u64, path: &str) -> Option<Interpreter> {
     if len > MAX_ELF_BYTES {
         return None;
     }
-    let mut bytes = Vec::with_capacity(len as usize);
-    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_ELF_BYTES), &mut bytes).ok()?;
-    let elf = object::File::parse(bytes.as_slice()).ok()?;
+    let cache = object::read::ReadCache::new(file);
+    let elf = object::File::parse(&cache).ok()?;
     let symbol = |name: &str| {
         elf.dynamic_symbols()
             .chain(elf.symbols())
@@ -410,32 +433,34 @@ fn read_with(
 
 /// The reader thread, as the capture loop holds it.
 pub struct Inspector {
-    requests: SyncSender<ProcessKey>,
+    requests: SyncSender<Wanted>,
     pub results: tokio::sync::mpsc::Receiver<InterpreterRead>,
 }
 
 impl Inspector {
     /// Starts the reader thread, reading at most `per_second` processes a second.
     pub fn start(procfs: ProcFs, per_second: u32) -> std::io::Result<Inspector> {
-        let (requests, queue): (SyncSender<ProcessKey>, Receiver<ProcessKey>) = sync_channel(QUEUE);
+        let (requests, queue): (SyncSender<Wanted>, Receiver<Wanted>) = sync_channel(QUEUE);
         let (answers, results) = tokio::sync::mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("python-inspect".into())
             .spawn(move || {
                 let mut reader = InterpreterReader::new(procfs);
                 let mut rate = Rate::new(per_second.max(1));
-                for key in queue {
+                for wanted in queue {
                     let read = if rate.take() {
-                        reader.inspect(key)
+                        reader.inspect(wanted)
                     } else {
-                        InterpreterRead::new(
+                        let mut read = InterpreterRead::new(
                             host::boottime_ns(),
-                            key,
+                            wanted.process,
                             None,
                             unknown(&format!(
                                 "over the budget of {per_second} interpreter reads a second"
                             )),
-                        )
+                        );
+                        read.execs = wanted.execs;
+                        read
                     };
                     if answers.blocking_send(read).is_err() {
                         break;
@@ -446,16 +471,18 @@ impl Inspector {
     }
 
     /// Asks for a read; when the queue is full, the answer is "unknown" at once.
-    pub fn request(&self, key: ProcessKey) -> Option<InterpreterRead> {
-        match self.requests.try_send(key) {
+    pub fn request(&self, wanted: Wanted) -> Option<InterpreterRead> {
+        match self.requests.try_send(wanted) {
             Ok(()) => None,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                Some(InterpreterRead::new(
+                let mut read = InterpreterRead::new(
                     host::boottime_ns(),
-                    key,
+                    wanted.process,
                     None,
                     unknown("too many interpreter reads waiting"),
-                ))
+                );
+                read.execs = wanted.execs;
+                Some(read)
             }
         }
     }
@@ -479,6 +506,7 @@ mod tests {
         assert_eq!(maps[0].start, 0x55d0_c0a0_0000);
         assert_eq!(maps[1].offset, 0x7f000);
         assert_eq!(maps[2].path, "/opt/my env/lib/libpython3.12.so.1.0");
+        assert_eq!(maps[2].device, libc::makedev(0xfe, 0x01));
         assert!(is_libpython(&maps[2].path));
         assert!(!is_libpython(&maps[0].path));
     }
@@ -492,10 +520,10 @@ mod tests {
         assert_eq!(minor_in_name("/usr/bin/sleep"), None);
     }
 
-    /// More ranges than one system call takes, one of them unreadable: every other range is
-    /// read, across the batches.
+    /// More ranges than one system call takes, one of them unreadable: those before it are
+    /// read, across the batches, and the read stops there.
     #[test]
-    fn many_ranges_are_read_in_batches_past_a_failing_one() {
+    fn many_ranges_are_read_in_batches_up_to_a_failing_one() {
         let values: Vec<u64> = (0..2500).collect();
         let mut buffers = vec![[0u8; 8]; values.len()];
         let mut reads: Vec<Read<'_>> = values
@@ -509,18 +537,14 @@ mod tests {
             calls: 0,
         };
         memory.read_many(&mut reads);
-        let done: Vec<usize> = (0..reads.len()).filter(|&i| !reads[i].done).collect();
-        assert_eq!(done, [1500]);
+        let done = reads.iter().take_while(|r| r.done).count();
+        assert_eq!(done, 1500);
+        assert!(reads[1500..].iter().all(|r| !r.done));
         drop(reads);
-        for (index, buffer) in buffers.iter().enumerate() {
-            if index != 1500 {
-                assert_eq!(u64::from_le_bytes(*buffer), index as u64);
-            }
+        for (index, buffer) in buffers.iter().enumerate().take(1500) {
+            assert_eq!(u64::from_le_bytes(*buffer), index as u64);
         }
-        assert_eq!(
-            memory.calls, 3,
-            "1024, then 476 up to the hole, then the 999 after it"
-        );
+        assert_eq!(memory.calls, 2, "1024, then 476 up to the hole");
     }
 
     #[test]

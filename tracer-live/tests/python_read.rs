@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+use tracer_core::analysis::Wanted;
 use tracer_core::event::{ProcessKey, ReadOutcome};
 use tracer_live::host;
 use tracer_live::procfs::ProcFs;
@@ -21,6 +22,11 @@ if __name__ == "__main__":
     p.start()
     p.join()
 "#;
+
+/// A process that has not exec'd since it was started (the interpreter's first program).
+fn wanted(process: ProcessKey) -> Wanted {
+    Wanted { process, execs: 0 }
+}
 
 fn key_of(procfs: &ProcFs, pid: u32) -> ProcessKey {
     let stat = procfs.stat(pid).expect("alive");
@@ -50,9 +56,9 @@ fn the_host_python_says_which_process_is_daemonic() {
     let child: u32 = lines.next().unwrap().unwrap().parse().unwrap();
     let procfs = ProcFs::host(host::clock_tick_ns());
     let mut reader = InterpreterReader::new(procfs.clone());
-    let read = reader.inspect(key_of(&procfs, child));
+    let read = reader.inspect(wanted(key_of(&procfs, child)));
     let outcome = read.outcome.clone();
-    let main_read = reader.inspect(key_of(&procfs, main));
+    let main_read = reader.inspect(wanted(key_of(&procfs, main)));
     let _ = python.kill();
     let _ = python.wait();
     let _ = nix::sys::signal::kill(

@@ -296,6 +296,59 @@ fn ensure_test_stacks() -> Result<PathBuf> {
     Ok(venvs)
 }
 
+/// CPython builds of other minor versions that a pyenv on the host has (3.8, 3.10, 3.12 are
+/// in no Debian suite the archive serves): each gets a venv with billiard under
+/// `pythons/venvs`, for the version matrix. None is needed; each one found is tested.
+fn ensure_host_pythons(roots: &Path) -> Result<()> {
+    let Some(pyenv) = env::var_os("PYENV_ROOT")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|home| Path::new(&home).join(".pyenv")))
+    else {
+        return Ok(());
+    };
+    let Ok(versions) = std::fs::read_dir(pyenv.join("versions")) else {
+        return Ok(());
+    };
+    let venvs = roots.join("venvs");
+    for entry in versions.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let minor = name
+            .strip_prefix("3.")
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|m| m.parse::<u8>().ok());
+        // The minor versions Debian's roots do not have.
+        if !matches!(minor, Some(8 | 10 | 12)) || !entry.path().join("bin/python3").exists() {
+            continue;
+        }
+        let venv = venvs.join(format!("python{name}"));
+        let stamp = venv.join("tracer-requirements.txt");
+        if std::fs::read_to_string(&stamp).is_ok_and(|have| have == HOST_PYTHON_PACKAGES) {
+            continue;
+        }
+        install(
+            &format!("a venv of the host's Python {name} with billiard (once)"),
+            || {
+                let _ = std::fs::remove_dir_all(&venv);
+                std::fs::create_dir_all(&venvs)?;
+                run(Command::new(entry.path().join("bin/python3"))
+                    .args(["-m", "venv"])
+                    .arg(&venv))?;
+                run(Command::new(venv.join("bin/pip")).args([
+                    "install",
+                    "-q",
+                    "--disable-pip-version-check",
+                    HOST_PYTHON_PACKAGES,
+                ]))?;
+                std::fs::write(&stamp, HOST_PYTHON_PACKAGES)
+                    .with_context(|| format!("cannot write {}", stamp.display()))
+            },
+        )?;
+    }
+    Ok(())
+}
+
+const HOST_PYTHON_PACKAGES: &str = "billiard==4.2.1";
+
 /// A root filesystem per Debian suite in [`PYTHON_ROOTS`], made with `debootstrap` from
 /// Debian's archive (the host's apt sources untouched), each once: the interpreter reader's
 /// version matrix runs its scripts in them with `chroot`.
@@ -489,6 +542,7 @@ fn main() -> ExitCode {
             core_stands_alone()?;
             let venvs = ensure_test_stacks()?;
             let pythons = ensure_python_roots()?;
+            ensure_host_pythons(&pythons)?;
             let mut test = command("cargo");
             test.args(["test", "--workspace", "--exclude", "tracer-ebpf"])
                 .env("TRACER_TEST_VENVS", &venvs)

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
+use tracer_core::analysis::Wanted;
 use tracer_core::event::{ProcessKey, ReadOutcome};
 use tracer_live::host;
 use tracer_live::procfs::ProcFs;
@@ -70,7 +71,10 @@ fn main() -> Result<()> {
     let mut reader = InterpreterReader::new(procfs);
     let timed = |key: ProcessKey, reader: &mut InterpreterReader| -> Result<f64> {
         let started = Instant::now();
-        let read = reader.inspect(key);
+        let read = reader.inspect(Wanted {
+            process: key,
+            execs: 0,
+        });
         let us = started.elapsed().as_secs_f64() * 1e6;
         if !matches!(read.outcome, ReadOutcome::Process(_)) {
             bail!("{key:?} was not read: {}", read.describe());

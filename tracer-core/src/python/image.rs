@@ -271,7 +271,7 @@ impl Image {
             }
             InstanceLayout::Managed312 => {
                 let values = self.values(attributes);
-                self.word(object - 24, values | 1);
+                self.word(object - 24, values - 1);
             }
             InstanceLayout::Inline313 => {
                 let values = object + basicsize;
@@ -351,6 +351,8 @@ impl Image {
         let modules = image.dict(&modules);
         let interpreter = image.alloc(0, layout.interpreter_modules as usize + 8);
         image.word(interpreter + layout.interpreter_modules, modules);
+        // A sub-interpreter is the newest, at `head`; the main one comes after it.
+        let sub = image.alloc(0, layout.interpreter_modules as usize + 8);
         let runtime = image.alloc(0, 4096);
         if let Some(fields) = DebugFields::for_minor(layout.minor) {
             image.put(runtime, DEBUG_COOKIE);
@@ -379,7 +381,8 @@ impl Image {
             // free_threaded: 0; the runtime state's size after it.
             image.word(runtime + 24, 283_376);
         }
-        image.word(runtime + layout.runtime_interpreters_head, interpreter);
+        image.word(runtime + layout.runtime_interpreters_head, sub);
+        image.word(runtime + layout.runtime_interpreters_head + 8, interpreter);
         Built {
             image,
             runtime,

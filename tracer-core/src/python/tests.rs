@@ -283,3 +283,25 @@ fn a_corrupted_answer_is_unknown_rather_than_wrong() {
         assert!(wrong.is_empty(), "3.{}: {wrong:?}", layout.minor);
     }
 }
+
+/// A spawned child read while it imports its main module: its main process object already
+/// has the child's name, and the answer is "still starting", never "not daemonic".
+#[test]
+fn a_spawned_child_read_before_its_bootstrap_is_still_starting() {
+    for layout in layouts() {
+        let spec = Spec {
+            daemon: None,
+            name: "SpawnProcess-1",
+            class: "_MainProcess",
+            module: "multiprocessing.process",
+            parent_pid: None,
+            ..Spec::default()
+        };
+        assert_eq!(
+            read(&mut Image::build(layout, &spec)),
+            Err(Unknown::new(crate::event::STILL_STARTING)),
+            "3.{}",
+            layout.minor
+        );
+    }
+}

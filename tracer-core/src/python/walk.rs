@@ -93,7 +93,8 @@ impl<M: Memory> Walker<'_, M> {
         if !is_object_address(runtime) {
             return Err(Unknown::new("no _PyRuntime"));
         }
-        let interpreter = self.pointer(runtime + self.layout.runtime_interpreters_head)?;
+        // `interpreters.main`, right after `head` (the newest, a sub-interpreter's if any).
+        let interpreter = self.pointer(runtime + self.layout.runtime_interpreters_head + 8)?;
         let modules = self.pointer(interpreter + self.layout.interpreter_modules)?;
         let items = self.dict_items(modules)?;
         let [module] = self.find_keys(&items, [MODULE])?;
@@ -141,6 +142,11 @@ impl<M: Memory> Walker<'_, M> {
                 Some(self.string(module.ok_or(Unknown::new("a class without __module__"))?)?)
             }
         };
+        // A spawned child names its main process object before `_bootstrap` replaces it
+        // with its own: what that object says is not yet true of the child.
+        if class == "_MainProcess" && name != "MainProcess" {
+            return Err(Unknown::new(crate::event::STILL_STARTING));
+        }
         let class = match module {
             Some(module) if module != "builtins" => format!("{module}.{class}"),
             _ => class,
@@ -228,9 +234,14 @@ impl<M: Memory> Walker<'_, M> {
         if !(0x1000..1 << 47).contains(&name_at) {
             return Err(Unknown::new("a type without a name"));
         }
-        // Not past the end of the page: the name may end just before an unmapped one.
+        // Not past the end of the page: the name may end just before an unmapped one. A name
+        // that goes on into the next page is read on from there.
         let to_page_end = 4096 - (name_at % 4096) as usize;
         let mut bytes = self.read(name_at, MAX_CSTRING.min(to_page_end))?;
+        if bytes.len() < MAX_CSTRING && !bytes.contains(&0) {
+            let rest = self.read(name_at + bytes.len() as u64, MAX_CSTRING - bytes.len())?;
+            bytes.extend(rest);
+        }
         let Some(end) = bytes.iter().position(|&b| b == 0) else {
             return Err(Unknown::new("a type name without an end"));
         };
@@ -418,12 +429,14 @@ impl<M: Memory> Walker<'_, M> {
             }
             InstanceLayout::Managed312 if managed => {
                 let word = u64_at(&self.read(object - 24, 8)?, 0)?;
+                // Tagged: the values pointer less one (`_PyDictOrValues_SetValues`).
                 if word & 1 == 1 {
-                    if !is_object_address(word - 1) {
+                    let values = word.wrapping_add(1);
+                    if !is_object_address(values) {
                         return Err(Unknown::new("managed values nowhere"));
                     }
                     let keys = cached_keys()?;
-                    return self.keys_items(keys, Some(self.values_start(word - 1)));
+                    return self.keys_items(keys, Some(self.values_start(values)));
                 }
                 self.dict_items(word)
             }

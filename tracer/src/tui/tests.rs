@@ -324,3 +324,66 @@ fn a_narrow_terminal_keeps_the_tree_and_findings() {
         "{text}"
     );
 }
+
+/// A forkserver child whose interpreter was read: the details say what the interpreter said
+/// and who asked for the child, and its lineage says so of it too.
+#[test]
+fn the_details_show_the_interpreters_word_and_who_asked_for_a_forkserver_child() {
+    let mut pipeline = Pipeline::new(
+        Model::new(TICK),
+        Analyzer::new(Rules::builtin()),
+        Feed::default(),
+    );
+    pipeline.analyzer.set_inspecting(true);
+    let (main, server, child, grandchild) = (
+        key(50, 50 * TICK),
+        key(61, 2 * S),
+        key(62, 3 * S),
+        key(63, 4 * S),
+    );
+    let main_process = "multiprocessing.process._MainProcess";
+    let class = "multiprocessing.context.ForkServerProcess";
+    for event in [
+        titled(S, 1, 0, "/sbin/init"),
+        titled(S, 50, 1, "python3 job.py"),
+        fixtures::fork(2 * S, server, main, "python3"),
+        fixtures::exec(
+            2 * S + 1,
+            server,
+            50,
+            "/usr/bin/python3",
+            &[
+                "python3",
+                "-c",
+                "from multiprocessing.forkserver import main; main(8, 9)",
+            ],
+        ),
+        fixtures::interpreter(2 * S + 2, main, false, "MainProcess", main_process, None),
+        fixtures::fork(3 * S, child, server, "python3"),
+        {
+            // Read running its program after one exec.
+            let Event::Interpreter(mut read) =
+                fixtures::interpreter(3 * S + 1, server, false, "MainProcess", main_process, None)
+            else {
+                unreachable!()
+            };
+            read.execs = 1;
+            Event::Interpreter(read)
+        },
+        fixtures::fork(4 * S, grandchild, child, "python3"),
+        fixtures::interpreter(4 * S + 1, child, true, "Process-1", class, Some(50)),
+    ] {
+        pipeline.apply(&event).unwrap();
+    }
+    let mut view = View::default();
+    frame(&pipeline, &mut view, 240, 40);
+    view.selected = Some(child);
+    let text = lines(&frame(&pipeline, &mut view, 240, 40)).join("\n");
+    assert!(text.contains("at the request of 50)"), "{text}");
+    assert!(text.contains("python   Python 3.11: `Process-1`"), "{text}");
+    assert!(text.contains("read from the interpreter"), "{text}");
+    assert!(!text.contains("conflict"), "{text}");
+    view.selected = Some(grandchild);
+    let text = lines(&frame(&pipeline, &mut view, 240, 40)).join("\n");
+    assert!(text.contains("main(8, 9) (at the request"), "{text}");
+}
