@@ -72,20 +72,21 @@ fn is_object_address(address: u64) -> bool {
     (0x1000..1 << 47).contains(&address) && address.is_multiple_of(8)
 }
 
-fn u64_at(bytes: &[u8], at: u64) -> Result<u64, Unknown> {
+/// The `N` bytes at `at`, or unknown when they are not all there.
+fn bytes_at<const N: usize>(bytes: &[u8], at: u64) -> Result<[u8; N], Unknown> {
     let at = usize::try_from(at).map_err(|_| Unknown::new("an offset out of range"))?;
     bytes
-        .get(at..at.saturating_add(8))
-        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .get(at..at.saturating_add(N))
+        .map(|b| b.try_into().expect("N bytes"))
         .ok_or(Unknown::new("an offset out of range"))
 }
 
+fn u64_at(bytes: &[u8], at: u64) -> Result<u64, Unknown> {
+    bytes_at(bytes, at).map(u64::from_le_bytes)
+}
+
 fn u32_at(bytes: &[u8], at: u64) -> Result<u32, Unknown> {
-    let at = usize::try_from(at).map_err(|_| Unknown::new("an offset out of range"))?;
-    bytes
-        .get(at..at.saturating_add(4))
-        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-        .ok_or(Unknown::new("an offset out of range"))
+    bytes_at(bytes, at).map(u32::from_le_bytes)
 }
 
 impl<M: Memory> Walker<'_, M> {
@@ -256,12 +257,8 @@ impl<M: Memory> Walker<'_, M> {
 
     /// The first `len` bytes of `object`, which must be of the type `name`.
     fn object(&mut self, object: u64, len: usize, name: &str) -> Result<Vec<u8>, Unknown> {
-        if !is_object_address(object) {
-            return Err(Unknown::new("a pointer that points nowhere"));
-        }
-        let bytes = self.read(object, len.max(self.layout.ob_type as usize + 8))?;
-        let type_object = u64_at(&bytes, self.layout.ob_type)?;
-        if !is_object_address(type_object) || self.type_name(type_object)? != name {
+        let (type_name, bytes) = self.typed(object, len)?;
+        if type_name != name {
             return Err(Unknown::new("an object of another type than expected"));
         }
         Ok(bytes)
